@@ -1,0 +1,47 @@
+# medvqa: every target sets up .venv first, so `make train` / `make test` work on a fresh machine.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# torch 2.14.1 + torchvision 0.29.1 are a matching pair that installs from local disk on the dev/CI
+# machines; the 2.13.0 CPU build does not work with the torchvision on the index. Override if needed.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+ARGS    ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-full bench lint format clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install medvqa with dev tools
+
+train: install  ## train the default (tiny Qwen2-VL + LoRA on synthetic data); ARGS="key=value ..."
+	$(BIN)/python -m medvqa.run $(ARGS)
+
+test: install  ## fast test suite (CPU, < 10 min)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-full: install  ## every test, slow end-to-end bars included
+	$(BIN)/python -m pytest -q -m "not gpu" $(ARGS)
+
+bench: install  ## SFT step/collation benchmark, JSON on stdout
+	$(BIN)/python -m medvqa.bench sft $(ARGS)
+
+lint: install  ## ruff check + format check
+	$(BIN)/ruff check medvqa tests
+	$(BIN)/ruff format --check medvqa tests
+
+format: install  ## ruff fix + format
+	$(BIN)/ruff check --fix medvqa tests
+	$(BIN)/ruff format medvqa tests
+
+clean:  ## remove run outputs and caches (keeps .venv)
+	rm -rf outputs multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
