@@ -1,0 +1,3 @@
+from medvqa.run import main
+
+main()

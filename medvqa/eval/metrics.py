@@ -1,0 +1,113 @@
+"""The standard medical-VQA scoring protocol (LLaVA-Med style), as pure functions plus a torchmetrics wrapper.
+
+All scores are fractions in [0, 1]; papers usually print them times 100.
+- closed_acc:   normalised ground truth is a substring of the normalised prediction (the protocol's rule).
+- closed_exact: normalised prediction equals the normalised ground truth (strict: "normal" is not "no").
+- open_recall:  shared words / ground-truth words, over open questions.
+- token_f1:     word-multiset F1 over open questions.
+- exact_match:  normalised exact match over all questions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import torch
+from torchmetrics import Metric
+
+_NUMBER_WORDS = {
+    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+}  # fmt: skip
+_ARTICLES = {"a", "an", "the"}
+_CONTRACTIONS = {
+    "aren't": "are not", "can't": "cannot", "couldn't": "could not", "didn't": "did not",
+    "doesn't": "does not", "don't": "do not", "hasn't": "has not", "haven't": "have not",
+    "isn't": "is not", "it's": "it is", "shouldn't": "should not", "there's": "there is",
+    "wasn't": "was not", "weren't": "were not", "won't": "will not", "wouldn't": "would not",
+}  # fmt: skip
+_PUNCT = re.compile(r"[;/\[\]\"{}()=+\\_\-><@`,?!*#%^&$~|:']")
+_NUMBER_WITH_COMMAS = re.compile(r"^\d{1,3}(,\d{3})+(\.\d+)?$")
+_PERIOD_NOT_DECIMAL = re.compile(r"\.(?!\d)")
+
+
+def normalize(text: str) -> str:
+    """Lowercase, expand contractions, strip punctuation, map number words, drop articles and commas."""
+    text = str(text).lower().strip().replace("\n", " ").replace("\t", " ")
+    text = " ".join(_CONTRACTIONS.get(w, w) for w in text.split())
+    if _NUMBER_WITH_COMMAS.match(text):
+        text = text.replace(",", "")
+    else:
+        text = _PUNCT.sub(" ", text)
+    text = _PERIOD_NOT_DECIMAL.sub("", text)
+    words = [_NUMBER_WORDS.get(w, w) for w in text.split()]
+    return " ".join(w for w in words if w not in _ARTICLES).replace(",", "")
+
+
+def closed_substring(pred: str, truth: str) -> float:
+    """1.0 when the normalised truth occurs inside the normalised prediction (protocol rule)."""
+    t, p = normalize(truth), normalize(pred)
+    return float(bool(t) and t in p)
+
+
+def exact_match(pred: str, truth: str) -> float:
+    return float(normalize(pred) == normalize(truth))
+
+
+def open_recall(pred: str, truth: str) -> float:
+    """Shared word count / ground-truth word count, on word multisets; 0 when either side is empty."""
+    p, t = Counter(normalize(pred).split()), Counter(normalize(truth).split())
+    if not p or not t:
+        return 0.0
+    return sum((p & t).values()) / sum(t.values())
+
+
+def token_f1(pred: str, truth: str) -> float:
+    p, t = Counter(normalize(pred).split()), Counter(normalize(truth).split())
+    shared = sum((p & t).values())
+    if not p or not t or shared == 0:
+        return 0.0
+    precision, recall = shared / sum(p.values()), shared / sum(t.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def score_item(pred: str, truth: str, answer_type: str) -> dict[str, float]:
+    """Per-question scores, as written to predictions.jsonl."""
+    scores = {"exact_match": exact_match(pred, truth)}
+    if answer_type == "closed":
+        scores |= {"closed_acc": closed_substring(pred, truth), "closed_exact": scores["exact_match"]}
+    else:
+        scores |= {"open_recall": open_recall(pred, truth), "token_f1": token_f1(pred, truth)}
+    return scores
+
+
+class VQAScores(Metric):
+    """Accumulates the protocol's scores over batches of decoded predictions; syncs by summing."""
+
+    full_state_update = False
+    KEYS = ("closed_acc", "closed_exact", "open_recall", "token_f1", "exact_match")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for key in self.KEYS:
+            self.add_state(f"{key}_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        for n in ("n_closed", "n_open", "n_all"):
+            self.add_state(n, torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: list[str], truths: list[str], answer_types: list[str]) -> None:
+        for pred, truth, kind in zip(preds, truths, answer_types, strict=True):
+            for key, value in score_item(pred, truth, kind).items():
+                setattr(self, f"{key}_sum", getattr(self, f"{key}_sum") + value)
+            self.n_all += 1
+            if kind == "closed":
+                self.n_closed += 1
+            else:
+                self.n_open += 1
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        denominators = {"closed_acc": self.n_closed, "closed_exact": self.n_closed, "open_recall": self.n_open,
+                        "token_f1": self.n_open, "exact_match": self.n_all}  # fmt: skip
+        return {
+            key: (getattr(self, f"{key}_sum") / denominators[key].clamp(min=1)).float() for key in self.KEYS
+        }

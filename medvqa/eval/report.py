@@ -1,0 +1,30 @@
+"""The results table printed at the end of a run: each metric before and after training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+SHOWN = ("closed_acc", "closed_exact", "open_recall", "token_f1", "exact_match", "loss")
+
+
+def results_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="test split (fractions; papers print x100)")
+    table.add_column("metric")
+    columns = [c for c in ("untrained", "test") if c in metrics]
+    for c in columns:
+        table.add_column("trained" if c == "test" else c, justify="right")
+    for key in SHOWN:
+        values = [metrics[c].get(f"test/{key}") for c in columns]
+        if any(v is not None for v in values):
+            table.add_row(key, *("-" if v is None else f"{v:.3f}" for v in values))
+    return table
+
+
+def print_results(metrics: dict[str, Any], out: Path) -> None:
+    console = Console()
+    console.print(results_table(metrics))
+    console.print(f"outputs: {out}")

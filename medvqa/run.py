@@ -1,0 +1,108 @@
+"""`python -m medvqa.run [overrides]`: compose -> build -> (score untrained) -> fit -> test -> write outputs.
+
+The run directory holds: config.yaml (resolved), adapter/ (peft save_pretrained), predictions.jsonl,
+metrics.json (deterministic: no times), run_info.json (times, counts), checkpoints/, csv/ logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from medvqa.eval.report import print_results
+from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
+from medvqa.models.peft import apply_peft
+
+log = logging.getLogger("medvqa")
+
+
+def build(cfg: DictConfig):
+    """Model (+adapter), datamodule and stage module from the composed config."""
+    vlm = instantiate(cfg.model)
+    stage_cfg = OmegaConf.to_container(cfg.stage, resolve=True)
+    init_adapter = stage_cfg.pop("init_adapter", None)
+    model = apply_peft(vlm.model, instantiate(cfg.peft) if cfg.get("peft") else None, init_adapter)
+    datamodule = instantiate(cfg.data, processor=vlm.processor)
+    module = instantiate(stage_cfg, model=model, processor=vlm.processor)
+    return model, datamodule, module
+
+
+def make_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
+    # a null entry (callbacks.progress_bar=null) switches that callback or logger off
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return instantiate(cfg.trainer, **({"callbacks": callbacks, "logger": loggers or False} | overrides))
+
+
+def evaluate_untrained(cfg: DictConfig, module, datamodule) -> dict[str, float]:
+    """Test-split scores before any training, on a throw-away trainer (no logger, no checkpoints)."""
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
+                          enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    return {k: float(v) for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    started = time.time()
+    out = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    model, datamodule, module = build(cfg)
+    metrics: dict[str, Any] = {}
+    if cfg.get("eval_untrained"):
+        metrics["untrained"] = evaluate_untrained(cfg, module, datamodule)
+    trainer = make_trainer(cfg)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics["val"] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    weights = "best" if cfg.get("test_weights") == "best" and _has_best(trainer) else None
+    tested = trainer.test(module, datamodule=datamodule, ckpt_path=weights, verbose=False)
+    metrics["test"] = {k: float(v) for k, v in tested[0].items()}
+    if trainer.is_global_zero:
+        _write_outputs(cfg, out, model, module, metrics, datamodule, started, weights)
+        print_results(metrics, out)
+    return metrics
+
+
+def _has_best(trainer: L.Trainer) -> bool:
+    cb = trainer.checkpoint_callback
+    return bool(cb is not None and getattr(cb, "best_model_path", ""))
+
+
+def _write_outputs(cfg, out: Path, model, module, metrics, datamodule, started, weights) -> None:
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    if hasattr(model, "peft_config"):
+        save_adapter(model, out / "adapter")
+    atomic_write_jsonl(out / "predictions.jsonl", module.predictions)
+    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "run_info.json", {
+        "wall_seconds": round(time.time() - started, 1),
+        "test_weights": weights or "last",
+        "samples": {k: len(v) for k, v in datamodule.splits.items()},
+        "skipped_while_reading": dict(datamodule.bad.skipped),
+    })  # fmt: skip
+
+
+def objective(metrics: dict[str, Any], name: str | None) -> float | None:
+    """The value a sweeper optimises: `optimized_metric` looked up in the test, then val, metrics."""
+    if not name:
+        return None
+    for split in ("test", "val"):
+        if name in metrics.get(split, {}):
+            return metrics[split][name]
+    raise KeyError(f"optimized_metric={name} was not logged; logged: {sorted(metrics.get('test', {}))}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return objective(train(cfg), cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

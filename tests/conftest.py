@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny models, generated datasets in real release formats, Hydra composition."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+# small enough for seconds, large enough to split by patient
+SMALL_SYNTHETIC = ["data.reader.n_patients=30", "data.reader.images_per_patient=2"]
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """tiny(family) -> VLM, built once per family per session (build is deterministic)."""
+    from medvqa.models.tiny import build_tiny
+
+    cache = {}
+
+    def get(family: str = "qwen2_vl"):
+        if family not in cache:
+            cache[family] = build_tiny(family, hidden_size=32, num_layers=1, vision_depth=1, image_size=56)
+        return cache[family]
+
+    return get
+
+
+def compose_cfg(overrides: list[str], output_dir: Path | None = None):
+    """The composed config as `python -m medvqa.run overrides` would see it (hydra: paths filled in)."""
+    from omegaconf import OmegaConf, open_dict
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=False)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+    OmegaConf.resolve(cfg) if output_dir is not None else None
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
