@@ -1,0 +1,5 @@
+"""Benchmarks: `python -m medvqa.bench <name> [key=value ...]`, each prints one JSON object."""
+
+BENCHES = {
+    "sft": "medvqa.bench.sft",
+}
