@@ -14,14 +14,28 @@ from typing import Any
 
 import hydra
 import lightning as L
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from medvqa.eval.report import print_results
 from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
 from medvqa.models.peft import apply_peft
 
 log = logging.getLogger("medvqa")
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(overrides: list[str], output_dir: str | Path | None = None) -> DictConfig:
+    """The config `python -m medvqa.run overrides` would see, for tests and benchmarks (no Hydra run dir:
+    `paths.output_dir` is set to `output_dir` and everything is resolved)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+        OmegaConf.resolve(cfg)
+    return cfg
 
 
 def build(cfg: DictConfig):

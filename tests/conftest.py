@@ -6,14 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF_ROOT = ROOT / "conf"
 # small enough for seconds, large enough to split by patient
 SMALL_SYNTHETIC = ["data.reader.n_patients=30", "data.reader.images_per_patient=2"]
 
@@ -34,16 +33,10 @@ def tiny():
 
 
 def compose_cfg(overrides: list[str], output_dir: Path | None = None):
-    """The composed config as `python -m medvqa.run overrides` would see it (hydra: paths filled in)."""
-    from omegaconf import OmegaConf, open_dict
+    """The composed config as `python -m medvqa.run overrides` would see it."""
+    from medvqa.run import compose_config
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=False)
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-    OmegaConf.resolve(cfg) if output_dir is not None else None
-    return cfg
+    return compose_config(overrides, output_dir)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,116 @@
+"""`python -m medvqa.bench sft [steps=60] [warmup=10] [rounds=3] [overrides="a=b c=d"]`
+
+In one process and on the same model, batches and optimizer, it times:
+- `lightning`: SFTModule.training_step driven by a Lightning Trainer (hooks, logging, clipping, scheduler);
+- `bare`: the same forward / backward / clip / step / zero_grad in a plain PyTorch loop;
+- `collate`: reading + decoding images and the collator alone, as a DataLoader worker would.
+Rounds alternate between the two loops so machine noise hits both; the median round counts.
+Printed as JSON: samples/s for each and the ratios the foundation issue sets targets for
+(lightning step time / bare step time <= 1.05, collation >= 5x the training sample rate).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+
+from medvqa.run import build, compose_config
+from medvqa.stages.base import model_inputs
+
+
+class _StepClock(L.Callback):
+    """Wall time from the first timed batch's start to the last batch's end (data fetch included)."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.end = warmup, 0.0, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.end = time.perf_counter()
+
+
+def _config(overrides: str):
+    return compose_config(overrides.split(), output_dir=tempfile.mkdtemp(prefix="medvqa-bench-"))
+
+
+def _batches(datamodule, n: int) -> list[dict[str, Any]]:
+    datamodule.setup("fit")
+    loader = iter(datamodule.train_dataloader())
+    return [next(loader) for _ in range(n)]
+
+
+def _collate_rate(datamodule, n_batches: int) -> float:
+    dataset, collate = datamodule.dataset("train"), datamodule.collator()
+    size, started = datamodule.batch_size, time.perf_counter()
+    for b in range(n_batches):
+        collate([dataset[(b * size + i) % len(dataset)] for i in range(size)])
+    return n_batches * size / (time.perf_counter() - started)
+
+
+def _lightning_round(cfg, module, batches, warmup: int) -> float:
+    clock = _StepClock(warmup)
+    trainer = instantiate(cfg.trainer, max_steps=len(batches), val_check_interval=None, limit_val_batches=0,
+                          callbacks=[clock], logger=L.pytorch.loggers.CSVLogger(cfg.paths.output_dir),
+                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
+    trainer.fit(module, train_dataloaders=loader)
+    return (clock.end - clock.start) / (len(batches) - warmup)
+
+
+def _bare_round(cfg, module, batches, warmup: int) -> float:
+    params = module.trainable_parameters()
+    optimizer = module.optimizer_factory(params=params)
+    scheduler = module.scheduler_factory(optimizer, num_training_steps=len(batches)) if module.scheduler_factory else None
+    clip = cfg.trainer.get("gradient_clip_val")
+    module.model.train()
+    for i, batch in enumerate(batches):
+        if i == warmup:
+            started = time.perf_counter()
+        loss = module.model(**model_inputs(batch)).loss
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if scheduler is not None:
+            scheduler.step()
+    return (time.perf_counter() - started) / (len(batches) - warmup)
+
+
+def run(steps: str = "60", warmup: str = "10", rounds: str = "3", overrides: str = "") -> dict[str, Any]:
+    steps_n, warmup_n, rounds_n = int(steps), int(warmup), int(rounds)
+    cfg = _config(overrides)
+    L.seed_everything(cfg.seed, verbose=False)
+    _, datamodule, module = build(cfg)
+    batches = _batches(datamodule, steps_n)
+    lightning_t, bare_t = [], []
+    for _ in range(rounds_n):
+        bare_t.append(_bare_round(cfg, module, batches, warmup_n))
+        lightning_t.append(_lightning_round(cfg, module, batches, warmup_n))
+    bs = datamodule.batch_size
+    lightning_s, bare_s = statistics.median(lightning_t), statistics.median(bare_t)
+    collate_rate = _collate_rate(datamodule, max(steps_n // 2, 8))
+    return {
+        "bench": "sft",
+        "model": cfg.model.get("name_or_path") or cfg.model.get("family"),
+        "batch_size": bs,
+        "timed_steps_per_round": steps_n - warmup_n,
+        "rounds": rounds_n,
+        "torch_threads": torch.get_num_threads(),
+        "lightning_samples_per_s": round(bs / lightning_s, 2),
+        "bare_samples_per_s": round(bs / bare_s, 2),
+        "collate_samples_per_s": round(collate_rate, 2),
+        "step_time_ratio_lightning_over_bare": round(lightning_s / bare_s, 4),
+        "collate_over_train_rate": round(collate_rate * lightning_s / bs, 2),
+        "targets": {"step_time_ratio_max": 1.05, "collate_over_train_min": 5.0},
+        "round_step_seconds": {"lightning": [round(t, 4) for t in lightning_t], "bare": [round(t, 4) for t in bare_t]},
+    }
