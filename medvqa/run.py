@@ -23,7 +23,8 @@ from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
 from medvqa.models.peft import apply_peft
 
 log = logging.getLogger("medvqa")
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+ROOT_DIR = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT_DIR / "conf"
 
 
 def compose_config(overrides: list[str], output_dir: str | Path | None = None) -> DictConfig:
