@@ -41,4 +41,14 @@ def test_option_composes_resolves_and_targets_import(group, option, tmp_path):
 
 def test_every_group_has_options():
     groups = {g for g, _ in _options()}
-    assert {"model", "peft", "data", "stage", "trainer", "precision", "callbacks", "logger", "paths"} <= groups
+    assert {
+        "model",
+        "peft",
+        "data",
+        "stage",
+        "trainer",
+        "precision",
+        "callbacks",
+        "logger",
+        "paths",
+    } <= groups

@@ -69,7 +69,11 @@ def _lightning_round(cfg, module, batches, warmup: int) -> float:
 def _bare_round(cfg, module, batches, warmup: int) -> float:
     params = module.trainable_parameters()
     optimizer = module.optimizer_factory(params=params)
-    scheduler = module.scheduler_factory(optimizer, num_training_steps=len(batches)) if module.scheduler_factory else None
+    scheduler = (
+        module.scheduler_factory(optimizer, num_training_steps=len(batches))
+        if module.scheduler_factory
+        else None
+    )
     clip = cfg.trainer.get("gradient_clip_val")
     module.model.train()
     for i, batch in enumerate(batches):
@@ -112,5 +116,8 @@ def run(steps: str = "60", warmup: str = "10", rounds: str = "3", overrides: str
         "step_time_ratio_lightning_over_bare": round(lightning_s / bare_s, 4),
         "collate_over_train_rate": round(collate_rate * lightning_s / bs, 2),
         "targets": {"step_time_ratio_max": 1.05, "collate_over_train_min": 5.0},
-        "round_step_seconds": {"lightning": [round(t, 4) for t in lightning_t], "bare": [round(t, 4) for t in bare_t]},
+        "round_step_seconds": {
+            "lightning": [round(t, 4) for t in lightning_t],
+            "bare": [round(t, 4) for t in bare_t],
+        },
     }

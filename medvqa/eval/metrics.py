@@ -36,10 +36,7 @@ def normalize(text: str) -> str:
     """Lowercase, expand contractions, strip punctuation, map number words, drop articles and commas."""
     text = str(text).lower().strip().replace("\n", " ").replace("\t", " ")
     text = " ".join(_CONTRACTIONS.get(w, w) for w in text.split())
-    if _NUMBER_WITH_COMMAS.match(text):
-        text = text.replace(",", "")
-    else:
-        text = _PUNCT.sub(" ", text)
+    text = text.replace(",", "") if _NUMBER_WITH_COMMAS.match(text) else _PUNCT.sub(" ", text)
     text = _PERIOD_NOT_DECIMAL.sub("", text)
     words = [_NUMBER_WORDS.get(w, w) for w in text.split()]
     return " ".join(w for w in words if w not in _ARTICLES).replace(",", "")

@@ -78,7 +78,10 @@ def make_tokenizer(family: str, vocab_size: int = 600) -> PreTrainedTokenizerFas
         )  # fmt: skip
     tok = Tokenizer.from_str(_tokenizer_json(tuple(QWEN_SPECIALS), vocab_size))
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=QWEN_CHAT_TEMPLATE
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=QWEN_CHAT_TEMPLATE,
     )
 
 
@@ -133,8 +136,17 @@ def _qwen_processor(cls, tok, image_size: int):
 
 def _tiny_qwen2_vl(hidden: int, layers: int, depth: int, image_size: int):
     tok = make_tokenizer("qwen2_vl")
-    vision = dict(depth=depth, embed_dim=hidden, hidden_size=hidden, num_heads=4, mlp_ratio=2, initializer_range=hidden**-0.5)
-    config = Qwen2VLConfig(text_config=_qwen_text_config(tok, hidden, layers), vision_config=vision, **_qwen_ids(tok))
+    vision = dict(
+        depth=depth,
+        embed_dim=hidden,
+        hidden_size=hidden,
+        num_heads=4,
+        mlp_ratio=2,
+        initializer_range=hidden**-0.5,
+    )
+    config = Qwen2VLConfig(
+        text_config=_qwen_text_config(tok, hidden, layers), vision_config=vision, **_qwen_ids(tok)
+    )
     return Qwen2VLForConditionalGeneration(config), _qwen_processor(Qwen2VLProcessor, tok, image_size)
 
 
@@ -142,7 +154,9 @@ def _tiny_qwen2_5_vl(hidden: int, layers: int, depth: int, image_size: int):
     tok = make_tokenizer("qwen2_5_vl")
     vision = dict(depth=depth, hidden_size=hidden, intermediate_size=hidden * 2, num_heads=4, out_hidden_size=hidden,
                   window_size=56, fullatt_block_indexes=[depth - 1])  # fmt: skip
-    config = Qwen2_5_VLConfig(text_config=_qwen_text_config(tok, hidden, layers), vision_config=vision, **_qwen_ids(tok))
+    config = Qwen2_5_VLConfig(
+        text_config=_qwen_text_config(tok, hidden, layers), vision_config=vision, **_qwen_ids(tok)
+    )
     return Qwen2_5_VLForConditionalGeneration(config), _qwen_processor(Qwen2_5_VLProcessor, tok, image_size)
 
 
@@ -158,4 +172,6 @@ def _tiny_paligemma(hidden: int, layers: int, depth: int, image_size: int):
                              projection_dim=hidden, hidden_size=hidden)  # fmt: skip
     image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size})
     image_processor.image_seq_length = (image_size // patch) ** 2
-    return PaliGemmaForConditionalGeneration(config), PaliGemmaProcessor(image_processor=image_processor, tokenizer=tok)
+    return PaliGemmaForConditionalGeneration(config), PaliGemmaProcessor(
+        image_processor=image_processor, tokenizer=tok
+    )

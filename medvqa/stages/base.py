@@ -59,14 +59,18 @@ class VLMStage(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.trainable_parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, num_training_steps=self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(
+            optimizer, num_training_steps=self.trainer.estimated_stepping_batches
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Frozen base weights are reloaded from the hub/path, never copied into every checkpoint."""
         trainable = {n for n, p in self.named_parameters() if p.requires_grad}
         state = checkpoint["state_dict"]
-        checkpoint["state_dict"] = {k: v for k, v in state.items() if k in trainable or k.startswith("scores.")}
+        checkpoint["state_dict"] = {
+            k: v for k, v in state.items() if k in trainable or k.startswith("scores.")
+        }
 
     # -- evaluation by generation --------------------------------------------------------------------
     @torch.no_grad()
@@ -75,7 +79,9 @@ class VLMStage(L.LightningModule):
         kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": False} | kwargs
         out = self.model.generate(**inputs, **kwargs)
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
-        return [t.strip() for t in self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        return [
+            t.strip() for t in self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        ]
 
     def _evaluate(self, batch: dict[str, Any], split: str) -> None:
         loss = self.model(**model_inputs(batch)).loss
@@ -85,7 +91,9 @@ class VLMStage(L.LightningModule):
         if split == "test":
             for i, pred in enumerate(preds):
                 row = {k: meta[k][i] for k in ("id", "question", "answer", "answer_type")}
-                self.predictions.append(row | {"prediction": pred, "scores": score_item(pred, row["answer"], row["answer_type"])})
+                self.predictions.append(
+                    row | {"prediction": pred, "scores": score_item(pred, row["answer"], row["answer_type"])}
+                )
 
     def _log_scores(self, split: str) -> None:
         values = self.scores[split].compute()
@@ -109,4 +117,6 @@ class VLMStage(L.LightningModule):
 
     def log_skipped(self, batch: dict[str, Any]) -> None:
         if batch.get("n_skipped"):
-            self.log("train/skipped", float(batch["n_skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
+            self.log(
+                "train/skipped", float(batch["n_skipped"]), reduce_fx="sum", on_step=False, on_epoch=True
+            )

@@ -41,7 +41,9 @@ def test_unavailable_hub_id_gives_one_clear_line(monkeypatch):
     assert "Qwen/Qwen2-VL-7B-Instruct-not-cached" in message and "model.name_or_path=DIR" in message
 
 
-@pytest.mark.parametrize("name", ["qwen2_vl_2b", "qwen2_vl_7b", "qwen2_5_vl_3b", "qwen2_5_vl_7b", "paligemma_3b"])
+@pytest.mark.parametrize(
+    "name", ["qwen2_vl_2b", "qwen2_vl_7b", "qwen2_5_vl_3b", "qwen2_5_vl_7b", "paligemma_3b"]
+)
 def test_hub_model_configs_load_through_the_builder(name):
     cfg = OmegaConf.load(CONF_ROOT / "model" / f"{name}.yaml")
     assert cfg._target_ == "medvqa.models.builders.from_pretrained" and "/" in cfg.name_or_path
