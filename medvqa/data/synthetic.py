@@ -5,7 +5,8 @@ Every image is drawn from five hidden factors, each visible in the pixels:
   X-Ray (grey background, bright body crossed by dark horizontal ribs);
 - plane: axial (wide ellipse), coronal (tall ellipse), sagittal (tall half-ellipse, flat back);
 - organ: head (one dark central disc), chest (two dark lungs), abdomen (one large liver blob);
-- lesion: a bright disc in a dark halo, present in half the images;
+- lesion: a hot spot in colour on the greyscale anatomy (as in a PET/CT fusion overlay), in half the
+  images; a colour no other factor uses, so a tiny random-init vision tower picks it up quickly;
 - side: the lesion's side in radiological convention (the patient's left is the image's right).
 Questions only ask what the image shows, so a model that ignores the pixels scores at chance.
 """
@@ -27,7 +28,8 @@ VQA_RAD_ORGAN = {"head": "HEAD", "chest": "CHEST", "abdomen": "ABD"}
 ANNOTATION_FILE = "VQA_RAD Dataset Public.json"
 IMAGE_DIR = "VQA_RAD Image Folder"
 META_FILE = "synthetic_meta.json"
-VERSION = 2  # bump whenever the pictures or questions change: the reader caches by it
+HOT_SPOT = (255, 90, 0)  # PET-style colour overlay for lesions
+VERSION = 3  # bump whenever the pictures or questions change: the reader caches by it
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def _organ_mask(organ: str, size: int) -> np.ndarray:
 
 
 def render(scan: Scan, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Draw one scan as an 8-bit greyscale array (size x size)."""
+    """Draw one scan as an 8-bit RGB array (size x size x 3): greyscale anatomy, a coloured hot spot."""
     body, organ = _body_mask(scan.plane, size), _organ_mask(scan.organ, size)
     img = np.zeros((size, size), dtype=np.float32)
     if scan.modality == "CT":
@@ -91,14 +93,12 @@ def render(scan: Scan, size: int, rng: np.random.Generator) -> np.ndarray:
         ribs = (np.arange(size) // 6) % 2 == 0
         img[ribs[:, None] & body] -= 45
         img[organ & body] = 120
+    img = np.repeat(np.clip(img + rng.normal(0, 4, img.shape), 0, 255)[..., None], 3, axis=2)
     if scan.lesion:
         ys, xs = np.nonzero(_erode(body, size // 16) & ~organ & _side_band(scan.side, size))
-        k, r = rng.integers(len(ys)), size * 0.12
-        # a bright core in a dark halo: unlike anything else in any modality (rims, ribs, noise)
-        img[_ellipse_mask(size, size, ys[k], xs[k], r * 1.5, r * 1.5) & body] = 0
-        img[_ellipse_mask(size, size, ys[k], xs[k], r, r) & body] = 255
-    img += rng.normal(0, 4, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
+        k, r = rng.integers(len(ys)), size * 0.10
+        img[_ellipse_mask(size, size, ys[k], xs[k], r, r) & body] = HOT_SPOT
+    return img.astype(np.uint8)
 
 
 def _erode(mask: np.ndarray, r: int) -> np.ndarray:
@@ -112,7 +112,7 @@ def _erode(mask: np.ndarray, r: int) -> np.ndarray:
 def _side_band(side: str, size: int) -> np.ndarray:
     """Radiological convention: the patient's left is the image's right. A margin keeps sides apart."""
     band = np.zeros((size, size), dtype=bool)
-    margin, gap = int(size * 0.15), int(size * 0.08)
+    margin, gap = int(size * 0.15), int(size * 0.11)  # gap > lesion radius: a spot never crosses the midline
     if side == "left":
         band[margin:-margin, size // 2 + gap :] = True
     else:
@@ -179,7 +179,7 @@ def generate(
     (root / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
     rows, meta, qid = [], {}, 0
     for scan in scans:
-        Image.fromarray(render(scan, image_size, np_rng)).convert("RGB").save(
+        Image.fromarray(render(scan, image_size, np_rng)).save(
             root / IMAGE_DIR / f"{scan.name}.jpg", quality=95
         )
         meta[f"{scan.name}.jpg"] = {
