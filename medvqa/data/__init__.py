@@ -1,0 +1,3 @@
+from medvqa.data.sample import VQASample
+
+__all__ = ["VQASample"]

@@ -1,0 +1,125 @@
+"""Turning (image, question, answer) items into model batches through the model's own processor.
+
+One processor call per batch renders the prompts (chat template, image placeholder expansion, pixel
+preprocessing). From it come two views of the same batch:
+- `prompt_*`: left-padded prompts, for batched generation;
+- `input_ids` / `labels` / ...: prompt + answer + end-of-turn, right-padded, where labels are -100 on the
+  prompt (image and question tokens) and padding, so only answer tokens and the end token are supervised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from PIL import Image
+
+from medvqa.data.sample import VQASample
+
+IGNORE_INDEX = -100
+# Per-token fields a processor may return, and the value they take on answer tokens. PaliGemma's
+# token_type_ids mark the suffix (1) that gets causal attention; Qwen's mm_token_type_ids mark image tokens.
+ANSWER_FILL = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": 1}
+
+
+class VQACollator:
+    """Collates dataset items `{"sample": VQASample, "image": PIL.Image | None}`; None images were unreadable
+    and skipped (counted in `n_skipped`)."""
+
+    def __init__(
+        self,
+        processor,
+        system_prompt: str | None = None,
+        prompt_template: str = "{question}",
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        max_answer_tokens: int = 256,
+    ):
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.system_prompt = system_prompt
+        self.prompt_template = prompt_template
+        self.max_answer_tokens = max_answer_tokens
+        self.images_kwargs = _size_kwargs(processor, min_pixels, max_pixels)
+        self.end_id = self.tokenizer.eos_token_id
+        if self.tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token; set one on the processor before training")
+
+    def prompt_text(self, sample: VQASample) -> str:
+        """The prompt as the model family expects it: its chat template, or PaliGemma's plain prefix."""
+        question = self.prompt_template.format(**sample.to_dict())
+        if getattr(self.processor, "chat_template", None):
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+            if self.system_prompt:
+                messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # PaliGemma: one <image> placeholder; the processor expands it and adds BOS and the closing newline
+        return f"{getattr(self.processor, 'image_token', '<image>')}answer en {question}"
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        n_skipped = sum(item["image"] is None for item in items)
+        items = [item for item in items if item["image"] is not None]
+        if not items:
+            raise RuntimeError("every sample in this batch was unreadable; see the data.on_bad_sample counts")
+        samples: list[VQASample] = [item["sample"] for item in items]
+        images: list[Image.Image] = [item["image"] for item in items]
+        enc = self.processor(
+            text=[self.prompt_text(s) for s in samples],
+            images=images,
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+            **self.images_kwargs,
+        )
+        enc.pop("labels", None)  # some processors (PaliGemma) build labels of their own; ours follow below
+        token_keys = [k for k, v in enc.items() if torch.is_tensor(v) and v.shape == enc["input_ids"].shape]
+        batch = {f"prompt_{k}": enc[k] for k in token_keys}
+        batch |= {k: v for k, v in enc.items() if k not in token_keys}  # pixel_values, image_grid_thw, ...
+        batch |= self._with_answers(enc, token_keys, [s.answer for s in samples])
+        batch["meta"] = {
+            "id": [s.id for s in samples],
+            "question": [s.question for s in samples],
+            "answer": [s.answer for s in samples],
+            "answer_type": [s.answer_type for s in samples],
+        }
+        batch["n_skipped"] = n_skipped
+        return batch
+
+    def answer_ids(self, answers: list[str]) -> list[list[int]]:
+        ids = self.tokenizer(answers, add_special_tokens=False)["input_ids"]
+        return [a[: self.max_answer_tokens] + [self.end_id] for a in ids]
+
+    def _with_answers(self, enc, token_keys: list[str], answers: list[str]) -> dict[str, torch.Tensor]:
+        """Strip each prompt's left padding, append answer + end token, right-pad; labels only on the answer."""
+        keep = enc["attention_mask"].bool()
+        rows: dict[str, list[torch.Tensor]] = {k: [] for k in [*token_keys, "labels"]}
+        for i, answer in enumerate(self.answer_ids(answers)):
+            answer_t = torch.tensor(answer, dtype=enc["input_ids"].dtype)
+            prompt_ids = enc["input_ids"][i][keep[i]]
+            rows["input_ids"].append(torch.cat([prompt_ids, answer_t]))
+            rows["labels"].append(torch.cat([torch.full_like(prompt_ids, IGNORE_INDEX), answer_t]))
+            for k in token_keys:
+                if k != "input_ids":
+                    prompt_part = enc[k][i][keep[i]]
+                    rows[k].append(torch.cat([prompt_part, torch.full_like(answer_t, ANSWER_FILL.get(k, 0))]))
+        pad = {"input_ids": self.tokenizer.pad_token_id, "labels": IGNORE_INDEX}
+        return {k: _right_pad(v, pad.get(k, 0)) for k, v in rows.items()}
+
+
+def _right_pad(rows: list[torch.Tensor], value: int) -> torch.Tensor:
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=value)
+
+
+def _size_kwargs(processor, min_pixels: int | None, max_pixels: int | None) -> dict[str, Any]:
+    """Qwen-style processors bound the image area (min/max pixels); fixed-size ones (PaliGemma) ignore it."""
+    if min_pixels is None and max_pixels is None:
+        return {}
+    image_processor = getattr(processor, "image_processor", None)
+    size = dict(getattr(image_processor, "size", None) or {})
+    if "longest_edge" not in size:
+        return {}
+    if min_pixels is not None:
+        size["shortest_edge"] = min_pixels
+    if max_pixels is not None:
+        size["longest_edge"] = max_pixels
+    return {"size": size}

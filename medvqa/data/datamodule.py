@@ -1,0 +1,157 @@
+"""MedVQADataModule: read a release into records, split without leaks, decode one image per item lazily."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from medvqa.data.collate import VQACollator
+from medvqa.data.errors import BadSamples, DataError, OnBad, resolve_inside
+from medvqa.data.filters import select
+from medvqa.data.images import open_image
+from medvqa.data.sample import VQASample
+from medvqa.data.split import make_splits, shared_groups
+
+log = logging.getLogger(__name__)
+Reader = Callable[..., list[VQASample]]
+
+
+class VQADataset(Dataset):
+    """Holds records only; `__getitem__` opens, shrinks and (train only) augments one image."""
+
+    def __init__(self, samples, max_side=1024, on_bad_sample: OnBad = "error", blank=False, transform=None):
+        self.samples, self.max_side, self.on_bad_sample = samples, max_side, on_bad_sample
+        self.blank, self.transform = blank, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        sample = self.samples[i]
+        try:
+            image = open_image(sample, self.max_side)
+        except DataError:
+            if self.on_bad_sample == "error":
+                raise
+            return {"sample": sample, "image": None}  # the collator drops it and counts it
+        if self.blank:  # ablation: the same geometry with no content, to prove answers come from pixels
+            image = Image.new("RGB", image.size, (128, 128, 128))
+        if self.transform is not None:
+            image = self.transform(image, sample)
+        return {"sample": sample, "image": image}
+
+
+class MedVQADataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        reader: Reader,
+        root: str,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_by: str = "official",
+        seed: int = 0,
+        on_bad_sample: OnBad = "error",
+        filters: dict | None = None,
+        max_image_side: int = 1024,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        system_prompt: str | None = None,
+        prompt_template: str = "{question}",
+        max_answer_tokens: int = 256,
+        blank_images: bool = False,
+        limit: dict[str, int] | None = None,
+        processor: Any = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["reader", "processor"])
+        self.reader, self.root, self.processor = reader, Path(root), processor
+        self.batch_size = batch_size  # BatchSizeFinder tunes this attribute
+        self.eval_batch_size = eval_batch_size
+        self.bad = BadSamples(on_bad_sample)
+        self.splits: dict[str, list[VQASample]] = {}
+
+    # -- records -------------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        hp = self.hparams
+        samples = self._checked(self.reader(self.root, self.bad))
+        splits = make_splits(samples, hp.val_fraction, hp.test_fraction, hp.seed, hp.split_by)
+        for (a, b), groups in shared_groups(splits).items():
+            log.warning("the release's %s and %s splits share %d patients/images (as shipped); "
+                        "set data.split_by=group to re-split without overlap", a, b, len(groups))  # fmt: skip
+        splits["train"], splits["val"] = select(splits["train"], hp.filters), select(splits["val"], hp.filters)
+        for name, n in (hp.limit or {}).items():
+            splits[name] = splits[name][:n]
+        self.splits = splits
+        if not splits["train"]:
+            raise DataError(f"data.root={self.root}: no training samples left after filters {dict(hp.filters or {})}")
+        log.info("data %s: %s", self.root, {k: len(v) for k, v in splits.items()})
+        if self.bad.total:
+            log.warning("skipped %d bad samples while reading: %s", self.bad.total, dict(self.bad.skipped))
+
+    def _checked(self, samples: list[VQASample]) -> list[VQASample]:
+        """Empty questions/answers, paths escaping data.root and missing files: error or skip-and-count."""
+        good = []
+        for s in samples:
+            where = s.origin or s.id
+            if not s.question:
+                self.bad.report(where, "empty question", "Fix or remove the row.")
+                continue
+            if not s.answer:
+                self.bad.report(where, "empty answer", "Fix or remove the row.")
+                continue
+            try:
+                path = resolve_inside(self.root, s.image)
+            except DataError as e:
+                self.bad.report(where, "image path escapes data.root", str(e))
+                continue
+            if not path.is_file():
+                self.bad.report(where, "image file not found", f"Expected {path}.")
+                continue
+            s.image = str(path)
+            good.append(s)
+        return good
+
+    # -- loaders -------------------------------------------------------------------------------------
+    def collator(self) -> VQACollator:
+        if self.processor is None:
+            raise RuntimeError("MedVQADataModule needs the model's processor: pass processor=... before setup")
+        hp = self.hparams
+        return VQACollator(self.processor, hp.system_prompt, hp.prompt_template, hp.min_pixels, hp.max_pixels,
+                           hp.max_answer_tokens)  # fmt: skip
+
+    def dataset(self, split: str, transform=None) -> VQADataset:
+        hp = self.hparams
+        return VQADataset(self.splits[split], hp.max_image_side, hp.on_bad_sample, hp.blank_images, transform)
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(
+            self.dataset(split),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=hp.num_workers,
+            collate_fn=self.collator(),
+            persistent_workers=hp.num_workers > 0,
+            generator=torch.Generator().manual_seed(hp.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False, self.eval_batch_size or self.batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.eval_batch_size or self.batch_size)

@@ -1,0 +1,43 @@
+"""Bad input: a clear error naming the file and row, or (data.on_bad_sample=skip) skipped and counted."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Literal
+
+OnBad = Literal["error", "skip"]
+
+
+class DataError(ValueError):
+    """A dataset file or row that cannot be used; the message names the file, row and the fix."""
+
+
+class BadSamples:
+    """Applies `data.on_bad_sample`: raise at the first bad row, or skip it and count why."""
+
+    def __init__(self, mode: OnBad = "error"):
+        if mode not in ("error", "skip"):
+            raise ValueError(f"data.on_bad_sample={mode!r}; use 'error' or 'skip'")
+        self.mode = mode
+        self.skipped: Counter[str] = Counter()
+
+    def report(self, where: str, reason: str, fix: str = "") -> None:
+        """Raise (mode=error) or count (mode=skip). `reason` is short and stable: it is the count's key."""
+        if self.mode == "error":
+            hint = f" {fix}" if fix else ""
+            raise DataError(f"{where}: {reason}.{hint} (Or set data.on_bad_sample=skip to skip and count such rows.)")
+        self.skipped[reason] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.skipped.values())
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """`root / relative`, refusing any path that escapes `root` (e.g. '../../etc/passwd' or an absolute path)."""
+    root = Path(root).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise DataError(f"image path {relative!r} escapes data.root={root}; image paths must stay inside it")
+    return path

@@ -1,0 +1,48 @@
+"""Selecting samples by their fields (from config: `data.filters`, and per curriculum stage)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from medvqa.data.sample import VQASample
+
+FIELDS = ("answer_type", "question_type", "organ", "modality", "plane", "source", "split", "patient_id")
+
+
+def _value(sample: VQASample, key: str) -> Any:
+    if key in FIELDS:
+        return getattr(sample, key)
+    if key in sample.extra:
+        return sample.extra[key]
+    raise KeyError(key)
+
+
+def select(samples: Iterable[VQASample], filters: Mapping[str, Any] | None) -> list[VQASample]:
+    """Keep samples matching every filter. A filter value is one value or a list of accepted values;
+    `ids` takes a list of sample ids; other keys look in `sample.extra` (e.g. `complexity`).
+    String matching ignores case; a question_type like 'PRES, POS' matches either part."""
+    samples = list(samples)
+    for key, wanted in (filters or {}).items():
+        if wanted is None:
+            continue
+        accepted = {_norm(w) for w in (wanted if isinstance(wanted, list | tuple | set) else [wanted])}
+        if key == "ids":
+            samples = [s for s in samples if s.id in {str(w) for w in wanted}]
+            continue
+        try:
+            samples = [s for s in samples if _parts(_value(s, key)) & accepted]
+        except KeyError:
+            raise KeyError(
+                f"data.filters.{key}: unknown field; use one of {', '.join(FIELDS)}, ids, or a key of sample.extra"
+            ) from None
+    return samples
+
+
+def _norm(value: Any) -> str:
+    return str(value).strip().lower()
+
+
+def _parts(value: Any) -> set[str]:
+    text = _norm(value)
+    return {text} | {p.strip() for p in text.replace("/", ",").split(",") if p.strip()}
