@@ -51,16 +51,15 @@ def make_splits(
         by_source[s.source].append(s)
         if split_by == "group" or s.split not in SPLITS:
             s.split = "train"
-    # where the sources with an official split put each group; carving elsewhere follows it
+    # Sources that ship a split go first; each source's placement then steers the carving of the next,
+    # so a picture two sources share (Kvasir-VQA and its x1) lands on the same side in both.
     placed: dict[str, set[str]] = {name: set() for name in SPLITS}
-    for rows in by_source.values():
-        if any(s.split != "train" for s in rows):
-            for s in rows:
-                placed[s.split].add(s.group)
-    splits: dict[str, list[VQASample]] = {name: [] for name in SPLITS}
-    for rows in by_source.values():
-        for name, part in _split_source(rows, val_fraction, test_fraction, seed, placed).items():
-            splits[name] += part
+    parts: dict[str, dict[str, list[VQASample]]] = {}
+    for source in sorted(by_source, key=lambda src: all(s.split == "train" for s in by_source[src])):
+        parts[source] = _split_source(by_source[source], val_fraction, test_fraction, seed, placed)
+        for name, rows in parts[source].items():
+            placed[name].update(s.group for s in rows)
+    splits = {name: [s for source in by_source for s in parts[source][name]] for name in SPLITS}
     for name, rows in splits.items():
         for s in rows:
             s.split = name
