@@ -11,6 +11,7 @@ data.root: image paths are checked against it like any other reader's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def read(
             raise DataError(
                 f"data.reader.sources.{name}.root: {folder} is not a folder under data.root={root}"
             )
-        prefix = folder.relative_to(root.resolve()).as_posix()
+        prefix = folder.relative_to(os.path.abspath(root)).as_posix()
         for s in reader(folder, bad):
             s.image = f"{prefix}/{s.image}" if prefix != "." else s.image
             s.id, s.source = f"{name}/{s.id}", name
