@@ -76,3 +76,14 @@ class TrainSampler(Sampler[int]):
             return iter(drawn)
         order = get_length_grouped_indices([self.lengths[i] for i in drawn], self.batch_size, generator=g)
         return iter([drawn[i] for i in order])
+
+
+def padding_share(lengths: Sequence[int], order: Sequence[int], batch_size: int) -> float:
+    """Pad tokens / all tokens when `order` is cut into batches of `batch_size` and each batch is padded to
+    its longest sequence (what the collator does)."""
+    padded = real = 0
+    for start in range(0, len(order), batch_size):
+        batch = [lengths[i] for i in order[start : start + batch_size]]
+        padded += max(batch) * len(batch)
+        real += sum(batch)
+    return (padded - real) / padded if padded else 0.0
