@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medvqa.data.errors import BadSamples, DataError
@@ -82,12 +83,23 @@ def parquet_rows(
     for splitting, without keeping the bytes."""
     row = 0
     for batch in pq.ParquetFile(shard).iter_batches(batch_size=batch_size, columns=columns):
-        values = {name: batch.column(name).to_pylist() for name in batch.schema.names}
-        if "image" in values:
-            values["image"] = [image_digest(cell) for cell in values["image"]]
+        values = {name: batch.column(name).to_pylist() for name in batch.schema.names if name != "image"}
+        if "image" in batch.schema.names:
+            values["image"] = _digests(batch.column("image"))
         for i in range(batch.num_rows):
             yield row, {name: column[i] for name, column in values.items()}
             row += 1
+    pa.default_memory_pool().release_unused()  # hand the shard's decoded pages back to the OS
+
+
+def _digests(column: pa.Array) -> list[str]:
+    """Digests straight from Arrow's buffers: copying each image into a Python bytes object first would
+    leave the process heap holding about the file's size after the copies are freed (glibc keeps them)."""
+    data = column.field("bytes") if pa.types.is_struct(column.type) else column
+    return [
+        hashlib.sha1(v.as_buffer()).hexdigest()[:16] if v.is_valid and len(v.as_buffer()) else ""
+        for v in data
+    ]
 
 
 def image_digest(cell: Any) -> str:
