@@ -72,3 +72,25 @@ def test_text_lengths_count_question_and_answer_tokens(tiny):
         tok("yes", add_special_tokens=False)["input_ids"]
     )
     assert text_lengths([s], tok) == [expected]
+
+
+def test_datamodule_train_loader_uses_weights_and_grouping_only_on_train(release, tiny):
+    from medvqa.data.datamodule import MedVQADataModule
+    from medvqa.data.formats import medpix, mix, vqa_rad
+
+    sources = {"vqa_rad": {"reader": vqa_rad.read}, "medpix": {"reader": medpix.read}}
+    weights = {"vqa_rad": 1.0, "medpix": 3.0}
+    dm = MedVQADataModule(lambda root, bad: mix.read(root, bad, sources), str(release("mix")), batch_size=4,
+                          group_by_length=True, sampling_weights=weights, processor=tiny("qwen2_vl").processor)  # fmt: skip
+    dm.setup()
+    sampler = dm.train_dataloader().sampler
+    train = dm.splits["train"]
+    assert isinstance(sampler, TrainSampler) and sampler.lengths == text_lengths(
+        train, dm.collator().tokenizer
+    )
+    n = Counter(s.source for s in train)
+    assert sampler.weights.tolist() == pytest.approx([weights[s.source] / n[s.source] for s in train])
+    assert not isinstance(dm.val_dataloader().sampler, TrainSampler)
+    plain = MedVQADataModule(dm.reader, str(release("mix")), batch_size=4, processor=dm.processor)
+    plain.setup()
+    assert not isinstance(plain.train_dataloader().sampler, TrainSampler)  # the seeded shuffle, as before
