@@ -81,6 +81,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         _write_outputs(cfg, out, model, module, metrics, datamodule, started, weights)
         print_results(metrics, out)
+        if datamodule.skipped_summary():
+            print(datamodule.skipped_summary())
     return metrics
 
 
@@ -106,6 +108,10 @@ def _write_outputs(cfg, out: Path, model, module, metrics, datamodule, started, 
 def objective(metrics: dict[str, Any], name: str | None) -> float | None:
     """The value a sweeper optimises: `optimized_metric` looked up in the test, then val, metrics."""
     if not name:
+        return None
+    if name.startswith("val/") and not metrics.get("val"):
+        # a short run (trainer.max_steps below trainer.val_check_interval) never validates: nothing to return
+        log.warning("optimized_metric=%s: no validation ran, so the run returns no objective", name)
         return None
     for split in ("test", "val"):
         if name in metrics.get(split, {}):

@@ -2,4 +2,6 @@
 
 BENCHES = {
     "sft": "medvqa.bench.sft",
+    "data_rss": "medvqa.bench.data_rss",
+    "data_padding": "medvqa.bench.data_padding",
 }

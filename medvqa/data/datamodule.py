@@ -17,6 +17,7 @@ from medvqa.data.errors import BadSamples, DataError, OnBad, resolve_inside
 from medvqa.data.filters import select
 from medvqa.data.images import open_image
 from medvqa.data.sample import VQASample
+from medvqa.data.sampling import TrainSampler, source_weights, text_lengths
 from medvqa.data.split import make_splits, shared_groups
 
 log = logging.getLogger(__name__)
@@ -26,9 +27,11 @@ Reader = Callable[..., list[VQASample]]
 class VQADataset(Dataset):
     """Holds records only; `__getitem__` opens, shrinks and (train only) augments one image."""
 
-    def __init__(self, samples, max_side=1024, on_bad_sample: OnBad = "error", blank=False, transform=None):
+    def __init__(
+        self, samples, max_side=1024, on_bad_sample: OnBad = "error", blank=False, transform=None, window=None
+    ):
         self.samples, self.max_side, self.on_bad_sample = samples, max_side, on_bad_sample
-        self.blank, self.transform = blank, transform
+        self.blank, self.transform, self.window = blank, transform, window
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -36,7 +39,7 @@ class VQADataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         sample = self.samples[i]
         try:
-            image = open_image(sample, self.max_side)
+            image = open_image(sample, self.max_side, self.window)
         except DataError:
             if self.on_bad_sample == "error":
                 raise
@@ -70,11 +73,16 @@ class MedVQADataModule(L.LightningDataModule):
         max_answer_tokens: int = 256,
         blank_images: bool = False,
         limit: dict[str, int] | None = None,
+        window: list[float] | None = None,
+        augment: Callable | None = None,
+        group_by_length: bool = False,
+        sampling_weights: dict[str, float] | None = None,
         processor: Any = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["reader", "processor"])
+        self.save_hyperparameters(ignore=["reader", "processor", "augment"])
         self.reader, self.root, self.processor = reader, Path(root), processor
+        self.augment = augment  # train split only (see dataset())
         self.batch_size = batch_size  # BatchSizeFinder tunes this attribute
         self.eval_batch_size = eval_batch_size
         self.bad = BadSamples(on_bad_sample)
@@ -90,12 +98,17 @@ class MedVQADataModule(L.LightningDataModule):
         for (a, b), groups in shared_groups(splits).items():
             log.warning("the release's %s and %s splits share %d patients/images (as shipped); "
                         "set data.split_by=group to re-split without overlap", a, b, len(groups))  # fmt: skip
-        splits["train"], splits["val"] = select(splits["train"], hp.filters), select(splits["val"], hp.filters)
+        splits["train"], splits["val"] = (
+            select(splits["train"], hp.filters),
+            select(splits["val"], hp.filters),
+        )
         for name, n in (hp.limit or {}).items():
             splits[name] = splits[name][:n]
         self.splits = splits
         if not splits["train"]:
-            raise DataError(f"data.root={self.root}: no training samples left after filters {dict(hp.filters or {})}")
+            raise DataError(
+                f"data.root={self.root}: no training samples left after filters {dict(hp.filters or {})}"
+            )
         log.info("data %s: %s", self.root, {k: len(v) for k, v in splits.items()})
         if self.bad.total:
             log.warning("skipped %d bad samples while reading: %s", self.bad.total, dict(self.bad.skipped))
@@ -103,6 +116,7 @@ class MedVQADataModule(L.LightningDataModule):
     def _checked(self, samples: list[VQASample]) -> list[VQASample]:
         """Empty questions/answers, paths escaping data.root and missing files: error or skip-and-count."""
         good = []
+        checked: dict[str, str | tuple[str, str]] = {}  # one check per file, however many rows share it
         for s in samples:
             where = s.origin or s.id
             if not s.question:
@@ -111,41 +125,80 @@ class MedVQADataModule(L.LightningDataModule):
             if not s.answer:
                 self.bad.report(where, "empty answer", "Fix or remove the row.")
                 continue
-            try:
-                path = resolve_inside(self.root, s.image)
-            except DataError as e:
-                self.bad.report(where, "image path escapes data.root", str(e))
+            if s.image not in checked:
+                checked[s.image] = self._check_path(s.image)
+            result = checked[s.image]
+            if isinstance(result, tuple):
+                self.bad.report(where, *result)
                 continue
-            if not path.is_file():
-                self.bad.report(where, "image file not found", f"Expected {path}.")
-                continue
-            s.image = str(path)
+            s.image = result  # the same str object for every row of one file
             good.append(s)
         return good
+
+    def _check_path(self, image: str) -> str | tuple[str, str]:
+        """The resolved path, or (reason, fix) when it escapes data.root or is not a file."""
+        try:
+            path = resolve_inside(self.root, image)
+        except DataError as e:
+            return "image path escapes data.root", str(e)
+        if not path.is_file():
+            return "image file not found", f"Expected {path}."
+        return str(path)
 
     # -- loaders -------------------------------------------------------------------------------------
     def collator(self) -> VQACollator:
         if self.processor is None:
-            raise RuntimeError("MedVQADataModule needs the model's processor: pass processor=... before setup")
+            raise RuntimeError(
+                "MedVQADataModule needs the model's processor: pass processor=... before setup"
+            )
         hp = self.hparams
         return VQACollator(self.processor, hp.system_prompt, hp.prompt_template, hp.min_pixels, hp.max_pixels,
                            hp.max_answer_tokens)  # fmt: skip
 
-    def dataset(self, split: str, transform=None) -> VQADataset:
+    def dataset(self, split: str) -> VQADataset:
+        """The split's records; only the train split is augmented."""
         hp = self.hparams
-        return VQADataset(self.splits[split], hp.max_image_side, hp.on_bad_sample, hp.blank_images, transform)
+        transform = self.augment if split == "train" else None
+        return VQADataset(
+            self.splits[split], hp.max_image_side, hp.on_bad_sample, hp.blank_images, transform, hp.window
+        )
+
+    def train_sampler(self) -> TrainSampler | None:
+        """Mixture weights and/or length grouping for the train split; None means a plain seeded shuffle."""
+        hp, train = self.hparams, self.splits["train"]
+        if not hp.group_by_length and not hp.sampling_weights:
+            return None
+        weights = source_weights(train, hp.sampling_weights) if hp.sampling_weights else None
+        lengths = text_lengths(train, self.collator().tokenizer) if hp.group_by_length else None
+        return TrainSampler(len(train), self.batch_size, weights, lengths, hp.seed)
 
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         hp = self.hparams
+        sampler = self.train_sampler() if split == "train" else None
         return DataLoader(
             self.dataset(split),
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=hp.num_workers,
             collate_fn=self.collator(),
             persistent_workers=hp.num_workers > 0,
-            generator=torch.Generator().manual_seed(hp.seed) if shuffle else None,
+            generator=torch.Generator().manual_seed(hp.seed) if shuffle and sampler is None else None,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Images found unreadable while loading (on_bad_sample=skip) join the reading counts."""
+        if isinstance(batch, dict) and batch.get("n_skipped"):
+            stage = "train" if self.trainer.training else "test" if self.trainer.testing else "val"
+            self.bad.skipped[f"unreadable image ({stage})"] += int(batch["n_skipped"])
+        return batch
+
+    def skipped_summary(self) -> str:
+        """One line for the end of a run: what was skipped and why, or '' when nothing was."""
+        if not self.bad.total:
+            return ""
+        reasons = ", ".join(f"{n} {reason}" for reason, n in self.bad.skipped.most_common())
+        return f"skipped {self.bad.total} bad samples (data.on_bad_sample=skip): {reasons}"
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True, self.batch_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -26,7 +27,9 @@ class BadSamples:
         """Raise (mode=error) or count (mode=skip). `reason` is short and stable: it is the count's key."""
         if self.mode == "error":
             hint = f" {fix}" if fix else ""
-            raise DataError(f"{where}: {reason}.{hint} (Or set data.on_bad_sample=skip to skip and count such rows.)")
+            raise DataError(
+                f"{where}: {reason}.{hint} (Or set data.on_bad_sample=skip to skip and count such rows.)"
+            )
         self.skipped[reason] += 1
 
     @property
@@ -35,9 +38,12 @@ class BadSamples:
 
 
 def resolve_inside(root: Path, relative: str) -> Path:
-    """`root / relative`, refusing any path that escapes `root` (e.g. '../../etc/passwd' or an absolute path)."""
-    root = Path(root).resolve()
-    path = (root / relative).resolve()
+    """`root / relative`, refusing any path that escapes `root` (e.g. '../../etc/passwd' or an absolute path).
+
+    The check is on the path as written: a symlink the user placed under data.root (a dataset folder
+    linked in from another disk) is followed, a '..' or absolute path in an annotation file is not."""
+    root = Path(os.path.abspath(root))
+    path = Path(os.path.normpath(root / relative))
     if not path.is_relative_to(root):
         raise DataError(f"image path {relative!r} escapes data.root={root}; image paths must stay inside it")
     return path

@@ -1,8 +1,11 @@
-"""Opening one image on demand: from a file, or from one row of a parquet file (bytes decoded lazily)."""
+"""Opening one image on demand: from a file, one row of a parquet file or one member of a zip archive
+(bytes read and decoded lazily); DICOM and 16-bit images are windowed to 8 bits (see pixels.py)."""
 
 from __future__ import annotations
 
 import io
+import os
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,11 +13,14 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from medvqa.data.errors import DataError
+from medvqa.data.pixels import HIGH_BIT_MODES, Window, high_bit_to_rgb, read_dicom
 from medvqa.data.sample import VQASample
 
 # Refuse decompression bombs: PIL raises DecompressionBombError above 2x this, we refuse above 1x.
 MAX_IMAGE_PIXELS = 8192 * 8192
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# A zip member this large is no single medical image: refuse before inflating it.
+MAX_MEMBER_BYTES = 512 * 2**20
 
 
 @lru_cache(maxsize=2)
@@ -45,27 +51,60 @@ def parquet_image_bytes(path: str, row: int) -> bytes:
     return data
 
 
-def open_image(sample: VQASample, max_side: int = 1024) -> Image.Image:
-    """Decode one sample's image as RGB, shrunk so its longer side is at most `max_side`.
+@lru_cache(maxsize=8)
+def _zip(path: str, pid: int) -> zipfile.ZipFile:
+    """One open archive per process: a ZipFile handle shared across a fork would share its file offset."""
+    return zipfile.ZipFile(path)
+
+
+def zip_member_bytes(path: str, member: str) -> bytes:
+    archive = _zip(path, os.getpid())
+    try:
+        info = archive.getinfo(member)
+    except KeyError:
+        raise DataError(f"{path}: no member {member!r} in the archive") from None
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise DataError(f"{path}: member {member!r} inflates to {info.file_size} bytes, over the limit")
+    return archive.read(info)
+
+
+def _open(sample: VQASample, window: Window) -> Image.Image:
+    """The image as PIL opened it (lazy: header only) or, for DICOM, already windowed to RGB."""
+    if sample.image_row is not None:
+        return Image.open(io.BytesIO(parquet_image_bytes(sample.image, sample.image_row)))
+    if sample.image_member:
+        data = zip_member_bytes(sample.image, sample.image_member)
+        if sample.image_member.lower().endswith(".dcm"):
+            return read_dicom(
+                io.BytesIO(data), f"{sample.image} member {sample.image_member}", window, MAX_IMAGE_PIXELS
+            )
+        return Image.open(io.BytesIO(data))
+    if sample.image.lower().endswith(".dcm"):
+        return read_dicom(Path(sample.image), sample.image, window, MAX_IMAGE_PIXELS)
+    return Image.open(Path(sample.image))
+
+
+def open_image(sample: VQASample, max_side: int = 1024, window: Window = None) -> Image.Image:
+    """Decode one sample's image as RGB, shrunk so its longer side is at most `max_side`. DICOM and
+    16-bit/float images are windowed to 8 bits (`window` = (center, width), else stored, else min..max).
 
     Raises DataError naming the file (and row) for missing, corrupt or oversized images.
     """
     where = f"{sample.image}" + (f" row {sample.image_row}" if sample.image_row is not None else "")
-    where += f" (from {sample.origin})" if sample.origin else ""
+    where += f" member {sample.image_member}" if sample.image_member else ""
     try:
-        if sample.image_row is not None:
-            img = Image.open(io.BytesIO(parquet_image_bytes(sample.image, sample.image_row)))
-        else:
-            img = Image.open(Path(sample.image))
+        img = _open(sample, window)
         if img.width * img.height > MAX_IMAGE_PIXELS:
             raise DataError(f"{where}: {img.width}x{img.height} pixels is over the {MAX_IMAGE_PIXELS} limit")
+        if img.mode in HIGH_BIT_MODES:
+            img = high_bit_to_rgb(img, window)
         img.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced scale when much larger
         img = img.convert("RGB")
     except DataError:
         raise
     except FileNotFoundError as e:
         raise DataError(f"{where}: image file not found (sample {sample.id})") from e
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, SyntaxError, ValueError, zipfile.BadZipFile, Image.DecompressionBombError) as e:
         raise DataError(f"{where}: cannot decode image for sample {sample.id}: {e}") from e
     if max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)

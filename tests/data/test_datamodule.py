@@ -1,75 +1,105 @@
-"""MedVQADataModule: seeded leak-free splits, lazy images, filters, the batch_size attribute."""
+"""data.on_bad_sample: a bad row or file is an error naming it, or skipped and counted; paths stay inside
+data.root; unreadable images found while loading join the counts."""
 
-from __future__ import annotations
-
-from functools import partial
+import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-import medvqa.data.datamodule as dm_module
 from medvqa.data.datamodule import MedVQADataModule
-from medvqa.data.formats import synthetic
-from medvqa.data.split import shared_groups
+from medvqa.data.errors import DataError
+from medvqa.data.formats import vqa_rad
+
+ANNOTATIONS = "VQA_RAD Dataset Public.json"
 
 
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    synthetic.read(root, n_patients=30, images_per_patient=2, image_size=56)
-    return root
+def _edit(root, change):
+    rows = json.loads((root / ANNOTATIONS).read_text())
+    change(rows)
+    (root / ANNOTATIONS).write_text(json.dumps(rows))
 
 
-def _dm(root, tiny, **kw):
-    reader = partial(synthetic.read, n_patients=30, images_per_patient=2, image_size=56)
-    return MedVQADataModule(reader, str(root), processor=tiny().processor, **({"batch_size": 4} | kw))
+def _breakages(root):
+    """Four kinds of damage on rows of images 0, 2, 3 and a deleted image 1 (rows 4-7)."""
+
+    def change(rows):
+        rows[0]["question"] = "  "
+        del rows[9]["question"]
+        rows[13]["image_name"] = "../../outside.jpg"
+
+    _edit(root, change)
+    (root / "VQA_RAD Image Folder" / "synpic10001.jpg").unlink()
 
 
-@pytest.mark.parametrize("split_by", ["official", "group"])
-def test_no_patient_and_no_image_on_two_sides(synth_root, tiny, split_by):
-    dm = _dm(synth_root, tiny, split_by=split_by, seed=3)
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda rows: rows[0].update(question=""), f"{ANNOTATIONS} row 0: empty question"),
+        (lambda rows: rows[9].pop("question"), rf"{ANNOTATIONS} row 9: missing key\(s\) question"),
+        (
+            lambda rows: rows[13].update(image_name="../../x.jpg"),
+            f"{ANNOTATIONS} row 13: image path escapes data.root",
+        ),
+        (lambda rows: rows[4].update(image_name="gone.jpg"), f"{ANNOTATIONS} row 4: image file not found"),
+    ],
+)
+def test_error_mode_names_file_row_and_the_skip_switch(release_copy, damage, message):
+    root = release_copy("vqa_rad")
+    _edit(root, damage)
+    with pytest.raises(DataError, match=message + r".*data.on_bad_sample=skip"):
+        MedVQADataModule(vqa_rad.read, str(root)).setup()
+
+
+def test_skip_mode_counts_each_reason(release_copy):
+    root = release_copy("vqa_rad")
+    _breakages(root)
+    dm = MedVQADataModule(vqa_rad.read, str(root), on_bad_sample="skip")
     dm.setup()
-    assert all(dm.splits[k] for k in ("train", "val", "test"))
-    assert shared_groups(dm.splits) == {}
-    images = {k: {s.image for s in v} for k, v in dm.splits.items()}
-    assert not (images["train"] & images["test"]) and not (images["train"] & images["val"])
+    assert dict(dm.bad.skipped) == {
+        "missing key(s) question": 1, "empty question": 1, "image path escapes data.root": 1,
+        "image file not found": 4,  # image 1 carries four questions
+    }  # fmt: skip
+    assert sum(len(v) for v in dm.splits.values()) == 40 - 7
+    assert all("outside" not in s.image and "10001" not in s.image for v in dm.splits.values() for s in v)
+    assert dm.skipped_summary().startswith(
+        "skipped 7 bad samples (data.on_bad_sample=skip): 4 image file not found"
+    )
 
 
-def test_same_seed_same_split_other_seed_other_split(synth_root, tiny):
-    ids = []
-    for seed in (1, 1, 2):
-        dm = _dm(synth_root, tiny, split_by="group", seed=seed)
-        dm.setup()
-        ids.append([s.id for s in dm.splits["test"]])
-    assert ids[0] == ids[1] and ids[0] != ids[2]
+def test_unreadable_image_is_raised_or_dropped_and_counted(release_copy, tiny):
+    root = release_copy("vqa_rad")
+    strict = MedVQADataModule(vqa_rad.read, str(root))
+    strict.setup()  # records only: no image is opened yet
+    broken = strict.splits["train"][0].image
+    Path(broken).write_bytes(b"\xff\xd8 broken")
+    with pytest.raises(DataError, match=f"{Path(broken).name}: cannot decode image"):
+        strict.dataset("train")[0]
 
-
-def test_records_hold_no_pixels_and_items_open_one_image(synth_root, tiny, monkeypatch):
-    opened = []
-    real = dm_module.open_image
-    monkeypatch.setattr(dm_module, "open_image", lambda s, m: opened.append(s.image) or real(s, m))
-    dm = _dm(synth_root, tiny)
+    dm = MedVQADataModule(vqa_rad.read, str(root), on_bad_sample="skip", batch_size=4,
+                          processor=tiny("qwen2_vl").processor)  # fmt: skip
     dm.setup()
-    assert opened == []  # setup reads records only
-    item = dm.dataset("train")[5]
-    assert opened == [dm.splits["train"][5].image] and item["image"].mode == "RGB"
+    dm.trainer = SimpleNamespace(training=True, testing=False)
+    n_broken = sum(s.image == broken for s in dm.splits["train"])
+    seen = 0
+    for batch in dm.train_dataloader():
+        seen += len(dm.on_after_batch_transfer(batch, 0)["meta"]["id"])
+    assert n_broken == 4 and seen == len(dm.splits["train"]) - n_broken
+    assert dm.bad.skipped == {"unreadable image (train)": n_broken}
 
 
-def test_filters_and_limits_apply(synth_root, tiny):
-    dm = _dm(synth_root, tiny, filters={"answer_type": ["closed"]}, limit={"test": 7})
+def test_each_file_is_checked_once_however_many_rows_share_it(release):
+    dm = MedVQADataModule(vqa_rad.read, str(release("vqa_rad_parquet")))
     dm.setup()
-    assert {s.answer_type for s in dm.splits["train"]} == {"closed"} and len(dm.splits["test"]) == 7
+    rows = [s for v in dm.splits.values() for s in v]
+    assert len({id(s.image) for s in rows}) == 2  # one path string per shard, shared by all its rows
 
 
-def test_batch_size_attribute_drives_the_train_loader(synth_root, tiny):
-    dm = _dm(synth_root, tiny, batch_size=3, eval_batch_size=5)
-    dm.setup()
-    dm.batch_size = 2  # what BatchSizeFinder does
-    assert len(next(iter(dm.train_dataloader()))["meta"]["id"]) == 2
-    assert len(next(iter(dm.val_dataloader()))["meta"]["id"]) == 5
+def test_absolute_image_paths_outside_root_are_refused(release_copy):
+    from medvqa.data.formats import jsonl
 
-
-def test_blank_images_keep_size_but_drop_content(synth_root, tiny):
-    dm = _dm(synth_root, tiny, blank_images=True)
-    dm.setup()
-    image = dm.dataset("train")[0]["image"]
-    assert image.size == (56, 56) and image.getextrema() == ((128, 128),) * 3
+    root = release_copy("jsonl")
+    with (root / "train.jsonl").open("a") as f:
+        f.write(json.dumps({"image": "/etc/hostname", "question": "q?", "answer": "a"}) + "\n")
+    with pytest.raises(DataError, match="train.jsonl line 7: image path escapes data.root.*'/etc/hostname'"):
+        MedVQADataModule(jsonl.read, str(root)).setup()

@@ -1,10 +1,17 @@
-"""Small helpers shared by the readers: loading JSON with a clear error, and required keys per row."""
+"""Small helpers shared by the readers: JSON and parquet with clear errors, required keys per row, the
+split a file name declares, and picture identities for parquet-embedded images."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from medvqa.data.errors import BadSamples, DataError
 
@@ -16,7 +23,9 @@ def load_json_list(path: Path, hint: str) -> list[Any]:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}. {hint}") from e
+        raise DataError(
+            f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}. {hint}"
+        ) from e
     if not isinstance(rows, list):
         raise DataError(f"{path}: expected a JSON list of records, found {type(rows).__name__}. {hint}")
     return rows
@@ -37,3 +46,64 @@ def has_keys(row: Any, keys: tuple[str, ...], where: str, bad: BadSamples) -> bo
 def text(value: Any) -> str:
     """Release fields are not always strings (VQA-RAD has numeric answers): cast, strip, None -> ''."""
     return "" if value is None else str(value).strip()
+
+
+def split_from_name(name: str) -> str:
+    """The split a release file's name declares (`train-0000.parquet`, `validation.json`, `data_dev.jsonl`);
+    'train' when it names none."""
+    words = set(re.split(r"[^a-z]+", Path(name).name.lower()))
+    if "test" in words:
+        return "test"
+    if words & {"val", "valid", "validate", "validation", "dev"}:
+        return "val"
+    return "train"
+
+
+def parquet_shards(root: Path, hint: str) -> list[Path]:
+    shards = sorted(root.rglob("*.parquet"))
+    if not shards:
+        raise DataError(f"data.root={root} has no *.parquet files. {hint}")
+    return shards
+
+
+def parquet_columns(shard: Path, required: tuple[str, ...], hint: str) -> list[str]:
+    """The shard's column names; a DataError naming the file when a required column is missing."""
+    columns = pq.ParquetFile(shard).schema_arrow.names
+    missing = sorted(set(required) - set(columns))
+    if missing:
+        raise DataError(f"{shard}: missing column(s) {missing}; found {columns}. {hint}")
+    return columns
+
+
+def parquet_rows(
+    shard: Path, columns: list[str], batch_size: int = 256
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row number, {column: value}) one record batch at a time, so memory holds one batch, not the file.
+    An `image` column (struct of bytes + path) is reduced to a digest of its bytes: the picture's identity
+    for splitting, without keeping the bytes."""
+    row = 0
+    for batch in pq.ParquetFile(shard).iter_batches(batch_size=batch_size, columns=columns):
+        values = {name: batch.column(name).to_pylist() for name in batch.schema.names if name != "image"}
+        if "image" in batch.schema.names:
+            values["image"] = _digests(batch.column("image"))
+        for i in range(batch.num_rows):
+            yield row, {name: column[i] for name, column in values.items()}
+            row += 1
+    pa.default_memory_pool().release_unused()  # hand the shard's decoded pages back to the OS
+
+
+def _digests(column: pa.Array) -> list[str]:
+    """Digests straight from Arrow's buffers: copying each image into a Python bytes object first would
+    leave the process heap holding about the file's size after the copies are freed (glibc keeps them)."""
+    data = column.field("bytes") if pa.types.is_struct(column.type) else column
+    return [
+        hashlib.sha1(v.as_buffer()).hexdigest()[:16] if v.is_valid and len(v.as_buffer()) else ""
+        for v in data
+    ]
+
+
+def image_digest(cell: Any) -> str:
+    """A short content hash of an encoded image (a parquet `image` struct or raw bytes); '' when empty.
+    The same picture repeated on many rows gets one digest, so it is one group for the splitter."""
+    data = cell.get("bytes") if isinstance(cell, dict) else cell
+    return hashlib.sha1(data).hexdigest()[:16] if data else ""

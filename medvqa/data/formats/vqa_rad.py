@@ -3,15 +3,20 @@ redistribution (`flaviagiammarino/vqa-rad`: `*.parquet` with image bytes, questi
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-import pyarrow.parquet as pq
-
 from medvqa.data.errors import BadSamples, DataError
-from medvqa.data.formats.common import has_keys, load_json_list, text
+from medvqa.data.formats.common import (
+    has_keys,
+    load_json_list,
+    parquet_columns,
+    parquet_rows,
+    parquet_shards,
+    split_from_name,
+    text,
+)
 from medvqa.data.sample import VQASample, infer_answer_type
 
 ANNOTATION_FILE = "VQA_RAD Dataset Public.json"
@@ -28,9 +33,8 @@ def read(root: str | Path, bad: BadSamples | None = None) -> list[VQASample]:
     root, bad = Path(root), bad or BadSamples()
     if (root / ANNOTATION_FILE).is_file():
         return read_osf(root, bad)
-    shards = sorted(root.rglob("*.parquet"))
-    if shards:
-        return read_parquet(root, shards, bad)
+    if any(root.rglob("*.parquet")):
+        return read_parquet(root, parquet_shards(root, HINT), bad)
     raise DataError(f"data.root={root} has no '{ANNOTATION_FILE}' and no *.parquet files. {HINT}")
 
 
@@ -51,9 +55,10 @@ def read_osf(root: Path, bad: BadSamples) -> list[VQASample]:
                 question_type=text(row["question_type"]).upper(),
                 organ=ORGANS.get(text(row.get("image_organ")).upper(), text(row.get("image_organ")).lower()),
                 patient_id=_case_id(row.get("image_case_url")),
-                split="test" if text(row["phrase_type"]).startswith("test") else "train",
+                split="test" if text(row["phrase_type"]).lower().startswith("test") else "train",
                 source="vqa_rad",
                 origin=where,
+                extra={"phrase_type": text(row["phrase_type"])},
             )
         )
     _propagate_image_attributes(samples)
@@ -83,35 +88,26 @@ def _propagate_image_attributes(samples: list[VQASample]) -> None:
 
 
 def read_parquet(root: Path, shards: list[Path], bad: BadSamples) -> list[VQASample]:
-    """Rows keep (shard, row) pointers; only `question`, `answer` and a hash of the image bytes are read
-    here, one batch at a time, so memory holds records, not pixels. The split comes from the file name."""
+    """Rows keep (shard, row) pointers; the image bytes are only hashed here, one batch at a time, so
+    memory holds records, not pixels. The split comes from the file name (train-* / test-*)."""
     samples = []
     for shard in shards:
-        split = "test" if shard.name.startswith("test") else "validation" if "valid" in shard.name else "train"
-        columns = pq.ParquetFile(shard).schema_arrow.names
-        missing = {"image", "question", "answer"} - set(columns)
-        if missing:
-            raise DataError(f"{shard}: missing column(s) {sorted(missing)}; found {columns}. {HINT}")
-        row = 0
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=256, columns=["image", "question", "answer"]):
-            for image, question, answer in zip(*(batch.column(c).to_pylist() for c in batch.schema.names)):
-                samples.append(_parquet_sample(shard, row, image, question, answer, split, root))
-                row += 1
+        parquet_columns(shard, ("image", "question", "answer"), HINT)
+        split = split_from_name(shard.name)
+        for row, cells in parquet_rows(shard, ["image", "question", "answer"]):
+            answer = text(cells["answer"])
+            samples.append(
+                VQASample(
+                    id=f"vqa_rad-{shard.stem}-{row}",
+                    image=str(shard.relative_to(root)),
+                    image_row=row,
+                    image_id=cells["image"],  # a digest: the same picture on many rows is one group
+                    question=text(cells["question"]),
+                    answer=answer,
+                    answer_type=infer_answer_type(answer),
+                    split=split,
+                    source="vqa_rad",
+                    origin=f"{shard} row {row}",
+                )
+            )
     return samples
-
-
-def _parquet_sample(shard, row, image, question, answer, split, root) -> VQASample:
-    data = (image or {}).get("bytes") or b""
-    image_key = hashlib.sha1(data).hexdigest()[:16]  # same picture, same group, whatever the row
-    return VQASample(
-        id=f"vqa_rad-{shard.stem}-{row}",
-        image=str(shard.relative_to(root)),
-        image_row=row,
-        question=text(question),
-        answer=text(answer),
-        answer_type=infer_answer_type(text(answer)),
-        patient_id=f"img-{image_key}",
-        split="val" if split == "validation" else split,
-        source="vqa_rad",
-        origin=f"{shard} row {row}",
-    )
