@@ -107,6 +107,8 @@ class OOMGuard(L.Callback):
 
     # -- the guarded step --------------------------------------------------------------------------
     def guarded_step(self, trainer: L.Trainer, module: L.LightningModule, batch: dict[str, Any], batch_idx: int):
+        if self not in trainer.callbacks:  # the batch-size finder's trials: they must see the OOM
+            return self._original_step(batch, batch_idx)
         params = [p for p in module.parameters() if p.requires_grad]
         # On a window's first batch Lightning zeroes the gradients *after* training_step returns: keep this
         # batch's gradients aside until on_before_backward, which comes after that zero_grad.
