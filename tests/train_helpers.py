@@ -57,3 +57,26 @@ def trainer(**kwargs) -> L.Trainer:
 
 def trainable(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+class KillAt(L.Callback):
+    """Dies after optimizer step `step`, the way a killed job does: no checkpoint is written on the way out."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            raise RuntimeError(f"killed at step {trainer.global_step}")
+
+
+def tiny_run(data_dir, *extra: str) -> list[str]:
+    """Overrides for a whole `medvqa.run` in seconds: tiny model, few samples, two epochs of 6 batches."""
+    return [
+        f"paths.data_dir={data_dir}", "data.reader.n_patients=30", "data.reader.images_per_patient=2",
+        "data.reader.image_size=56", "model.hidden_size=32", "model.num_layers=1", "model.vision_depth=1",
+        "model.image_size=56", "data.batch_size=4", "data.eval_batch_size=16",
+        "data.limit={train:24,val:8,test:8}", "stage.max_new_tokens=3", "stage.scheduler.num_warmup_steps=2",
+        "trainer.max_steps=10", "trainer.val_check_interval=4", "eval_untrained=false",
+        "callbacks.progress_bar=null", *extra,
+    ]  # fmt: skip

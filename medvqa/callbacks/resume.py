@@ -82,6 +82,7 @@ class ResumeState(L.Callback):
     def __init__(self):
         self._epoch, self._batches_done, self._batch_size = -1, 0, 0
         self._restored: dict[str, Any] | None = None
+        self._val_metrics: dict[str, float] = {}  # the last validation's, so a resumed run reports them too
 
     # -- the loader ----------------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -111,6 +112,14 @@ class ResumeState(L.Callback):
         )  # fmt: skip
 
     # -- counting and saving -----------------------------------------------------------------------
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._val_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for k, v in self._val_metrics.items():  # restored ones; a later validation replaces them
+            trainer.callback_metrics.setdefault(k, torch.tensor(v))
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._restored is not None:
             set_rng_state(self._restored["rng"])
@@ -126,8 +135,9 @@ class ResumeState(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self._epoch, "batches_done": self._batches_done, "batch_size": self._batch_size,
-                "rng": rng_state()}  # fmt: skip
+                "rng": rng_state(), "val_metrics": dict(self._val_metrics)}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._restored = dict(state)
         self._epoch, self._batches_done, self._batch_size = state["epoch"], state["batches_done"], state["batch_size"]
+        self._val_metrics = dict(state.get("val_metrics", {}))
