@@ -80,3 +80,18 @@ def tiny_run(data_dir, *extra: str) -> list[str]:
         "trainer.max_steps=10", "trainer.val_check_interval=4", "eval_untrained=false",
         "callbacks.progress_bar=null", *extra,
     ]  # fmt: skip
+
+
+class ItemsDataModule(L.LightningDataModule):
+    """In-memory items with a tunable `batch_size` (what BatchSizeFinder searches)."""
+
+    def __init__(self, processor, n: int = 32, batch_size: int = 2):
+        super().__init__()
+        self.processor, self.n, self.batch_size = processor, n, batch_size
+        self.seen_batch_sizes: list[int] = []
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(items(self.n), batch_size=self.batch_size, shuffle=False, collate_fn=VQACollator(self.processor))
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(items(2), batch_size=2, collate_fn=VQACollator(self.processor))
