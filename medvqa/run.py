@@ -42,7 +42,9 @@ def make_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer = instantiate(cfg.trainer, **({"callbacks": callbacks, "logger": loggers or False} | overrides))
     if cfg.get("effective_batch_size"):  # micro-batch x accumulation x devices = effective_batch_size
-        trainer.accumulate_grad_batches = accumulation_for(cfg.effective_batch_size, cfg.data.batch_size, trainer.world_size)
+        trainer.accumulate_grad_batches = accumulation_for(
+            cfg.effective_batch_size, cfg.data.batch_size, trainer.world_size
+        )
     return trainer
 
 

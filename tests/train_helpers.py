@@ -17,7 +17,16 @@ from medvqa.models.tiny import build_tiny
 from medvqa.stages.sft import SFTModule
 
 # answers of very different token counts, so a per-micro-batch mean differs from the window mean
-ANSWERS = ["yes", "no", "left lower lobe of the lung with effusion", "12", "ct", "no", "mass in the liver", "yes"]
+ANSWERS = [
+    "yes",
+    "no",
+    "left lower lobe of the lung with effusion",
+    "12",
+    "ct",
+    "no",
+    "mass in the liver",
+    "yes",
+]
 
 
 def items(n: int = 16) -> list[dict]:
@@ -91,7 +100,9 @@ class ItemsDataModule(L.LightningDataModule):
         self.seen_batch_sizes: list[int] = []
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(items(self.n), batch_size=self.batch_size, shuffle=False, collate_fn=VQACollator(self.processor))
+        return DataLoader(
+            items(self.n), batch_size=self.batch_size, shuffle=False, collate_fn=VQACollator(self.processor)
+        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(items(2), batch_size=2, collate_fn=VQACollator(self.processor))

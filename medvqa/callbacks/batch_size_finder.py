@@ -117,7 +117,9 @@ class EffectiveBatchSizeFinder(BatchSizeFinder):
         log.info(line)
         for logger in trainer.loggers:
             logger.log_hyperparams({f"batch_size_finder/{k}": v for k, v in r.items()})
-            logger.log_metrics({f"batch_size_finder/{k}": float(v) for k, v in r.items()}, step=trainer.global_step)
+            logger.log_metrics(
+                {f"batch_size_finder/{k}": float(v) for k, v in r.items()}, step=trainer.global_step
+            )
 
 
 def accumulation_for(effective: int, micro: int, devices: int = 1) -> int:

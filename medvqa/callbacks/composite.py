@@ -32,7 +32,9 @@ def composite(metrics: dict[str, float], weights: dict[str, float], split: str) 
 class CompositeMetric(L.Callback):
     def __init__(self, weights: dict[str, float], name: str = "composite"):
         if not weights:
-            raise ValueError("callbacks.composite.weights is empty; give {metric: weight}, e.g. {closed_acc: 1.0}")
+            raise ValueError(
+                "callbacks.composite.weights is empty; give {metric: weight}, e.g. {closed_acc: 1.0}"
+            )
         self.weights, self.name = {str(k): float(v) for k, v in weights.items()}, name
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

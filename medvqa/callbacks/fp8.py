@@ -39,7 +39,9 @@ def fp8_unavailable_reason() -> str | None:
     return None
 
 
-def convertible(module: torch.nn.Module, name: str, min_features: int = 64, skip: tuple[str, ...] = ()) -> bool:
+def convertible(
+    module: torch.nn.Module, name: str, min_features: int = 64, skip: tuple[str, ...] = ()
+) -> bool:
     """Whether `module` (named `name`) should run in float8: a Linear with both sides divisible by 16 and at
     least `min_features`, and no `skip` substring in its name."""
     if type(module) is not torch.nn.Linear:
@@ -58,7 +60,9 @@ class Float8Training(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not str(trainer.precision).startswith("bf16"):
-            raise RuntimeError(f"precision=fp8 runs the non-float8 parts in bf16; got trainer.precision={trainer.precision}")
+            raise RuntimeError(
+                f"precision=fp8 runs the non-float8 parts in bf16; got trainer.precision={trainer.precision}"
+            )
         from torchao.float8 import convert_to_float8_training
 
         names = []

@@ -7,6 +7,7 @@ RAM, and the GPU's allocated / reserved / peak memory and utilisation.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import lightning as L
@@ -33,10 +34,9 @@ def system_stats(process: psutil.Process, device: torch.device | None = None) ->
             "sys/gpu_peak_gb": torch.cuda.max_memory_allocated(device) / GB,
         }
         torch.cuda.reset_peak_memory_stats(device)
-        try:
+        # no NVML (pynvml) on this machine: leave utilisation out rather than guess
+        with contextlib.suppress(Exception):
             stats["sys/gpu_utilization"] = float(torch.cuda.utilization(device))
-        except Exception:  # no NVML (pynvml) on this machine: leave utilisation out rather than guess
-            pass
     return stats
 
 

@@ -90,9 +90,13 @@ class OOMGuard(L.Callback):
                 "drop it from callbacks=[...] or train on one device"
             )
         if not pl_module.automatic_optimization:
-            raise RuntimeError(f"callbacks.oom_guard needs automatic optimization; {type(pl_module).__name__} steps by hand")
+            raise RuntimeError(
+                f"callbacks.oom_guard needs automatic optimization; {type(pl_module).__name__} steps by hand"
+            )
         self._original_step = pl_module.training_step
-        pl_module.training_step = lambda batch, batch_idx, *a, **k: self.guarded_step(trainer, pl_module, batch, batch_idx)
+        pl_module.training_step = lambda batch, batch_idx, *a, **k: self.guarded_step(
+            trainer, pl_module, batch, batch_idx
+        )
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self._original_step is not None:
@@ -106,7 +110,9 @@ class OOMGuard(L.Callback):
         self.chunks, self.failures = int(state["chunks"]), int(state["failures"])
 
     # -- the guarded step --------------------------------------------------------------------------
-    def guarded_step(self, trainer: L.Trainer, module: L.LightningModule, batch: dict[str, Any], batch_idx: int):
+    def guarded_step(
+        self, trainer: L.Trainer, module: L.LightningModule, batch: dict[str, Any], batch_idx: int
+    ):
         if self not in trainer.callbacks:  # the batch-size finder's trials: they must see the OOM
             return self._original_step(batch, batch_idx)
         params = [p for p in module.parameters() if p.requires_grad]
@@ -139,12 +145,14 @@ class OOMGuard(L.Callback):
         # the same scaling Lightning applies: 1/k for accumulation, then fp16's loss scale if any
         scaled = precision.pre_backward(loss / trainer.accumulate_grad_batches, module)
         grads = torch.autograd.grad(scaled, params, allow_unused=True)
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             if g is not None:
                 _accumulate(self._stash, p, g) if self._stash is not None else _add_grad(p, g)
         precision.post_backward(scaled, module)
 
-    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+    def on_before_backward(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
+    ) -> None:
         if self._step_done:  # Lightning's backward of our returned zero, not one of the chunks'
             for p, g in (self._stash or {}).items():
                 _add_grad(p, g)

@@ -71,7 +71,9 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"].tolist()), p["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
@@ -90,7 +92,9 @@ class ResumeState(L.Callback):
         if stage != "fit" or dm is None:
             return
         original = dm.train_dataloader
-        dm.train_dataloader = lambda: self._resumable(original(), int(getattr(dm, "hparams", {}).get("seed", 0)))
+        dm.train_dataloader = lambda: self._resumable(
+            original(), int(getattr(dm, "hparams", {}).get("seed", 0))
+        )
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         dm = trainer.datamodule
@@ -114,7 +118,9 @@ class ResumeState(L.Callback):
     # -- counting and saving -----------------------------------------------------------------------
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._val_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            self._val_metrics = {
+                k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
+            }
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for k, v in self._val_metrics.items():  # restored ones; a later validation replaces them
@@ -139,5 +145,9 @@ class ResumeState(L.Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._restored = dict(state)
-        self._epoch, self._batches_done, self._batch_size = state["epoch"], state["batches_done"], state["batch_size"]
+        self._epoch, self._batches_done, self._batch_size = (
+            state["epoch"],
+            state["batches_done"],
+            state["batch_size"],
+        )
         self._val_metrics = dict(state.get("val_metrics", {}))

@@ -28,7 +28,9 @@ class WandbLogger(LightningWandbLogger):
         **kwargs: Any,
     ):
         mode = mode or os.environ.get("WANDB_MODE") or "offline"
-        settings = {"console": "off", "save_code": False, "disable_git": True} | dict(kwargs.pop("settings", None) or {})
+        settings = {"console": "off", "save_code": False, "disable_git": True} | dict(
+            kwargs.pop("settings", None) or {}
+        )
         super().__init__(project=project, name=name, tags=list(tags or []), save_dir=save_dir, log_model=False,
                          mode=mode, settings=settings, **kwargs)  # fmt: skip
         self.log_samples = log_samples
@@ -37,5 +39,7 @@ class WandbLogger(LightningWandbLogger):
         """Log prediction rows as a table when log_samples is on; returns whether anything was sent."""
         if not self.log_samples or not rows:
             return False
-        self.log_table(key, columns=list(SAMPLE_COLUMNS), data=[[r.get(c) for c in SAMPLE_COLUMNS] for r in rows])
+        self.log_table(
+            key, columns=list(SAMPLE_COLUMNS), data=[[r.get(c) for c in SAMPLE_COLUMNS] for r in rows]
+        )
         return True

@@ -53,5 +53,8 @@ def sample_weights(
     weights: dict[str, float], answers: Sequence[str], answer_types: Sequence[str], device=None
 ) -> torch.Tensor:
     """(B,) weights for a batch: the class weight of each closed answer, 1.0 for open or unseen answers."""
-    values = [weights.get(normalize(a), 1.0) if t == "closed" else 1.0 for a, t in zip(answers, answer_types)]
+    values = [
+        weights.get(normalize(a), 1.0) if t == "closed" else 1.0
+        for a, t in zip(answers, answer_types, strict=True)
+    ]
     return torch.tensor(values, dtype=torch.float32, device=device)

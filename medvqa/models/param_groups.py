@@ -26,7 +26,7 @@ import torch
 DEFAULT_MATCH = {
     "lora": r"\.lora_",
     "projector": r"visual\.merger\.|multi_modal_projector\.",
-    "vision": r"visual\.|vision_tower\.",
+    "vision": r"visual\.(?!merger\.)|vision_tower\.",
     "language": r"language_model\.|lm_head\.|embed_tokens\.",
 }
 GROUP_KEYS = {"lr", "weight_decay", "match", "betas", "eps", "momentum"}
@@ -56,7 +56,9 @@ def group_parameters(
 def _pattern(name: str, spec: dict[str, Any]) -> re.Pattern:
     unknown = set(spec) - GROUP_KEYS
     if unknown:
-        raise ValueError(f"stage.param_groups.{name} has unknown keys {sorted(unknown)}; allowed: {sorted(GROUP_KEYS)}")
+        raise ValueError(
+            f"stage.param_groups.{name} has unknown keys {sorted(unknown)}; allowed: {sorted(GROUP_KEYS)}"
+        )
     match = spec.get("match") or DEFAULT_MATCH.get(name)
     if match is None:
         raise ValueError(
@@ -71,5 +73,7 @@ def describe_groups(groups: list[dict[str, Any]]) -> str:
     lines = [f"{'group':<10} {'tensors':>7} {'params':>12} {'lr':>10} {'wd':>8}"]
     for g in groups:
         n = sum(p.numel() for p in g["params"])
-        lines.append(f"{g['name']:<10} {len(g['params']):>7} {n:>12,} {g.get('lr', '-')!s:>10} {g.get('weight_decay', '-')!s:>8}")
+        lines.append(
+            f"{g['name']:<10} {len(g['params']):>7} {n:>12,} {g.get('lr', '-')!s:>10} {g.get('weight_decay', '-')!s:>8}"
+        )
     return "\n".join(lines)

@@ -3,10 +3,9 @@ VQA scoring protocol, and checkpoints that hold only the trainable (adapter) wei
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
-
-import logging
 
 import lightning as L
 import torch

@@ -21,10 +21,14 @@ class SFTModule(VLMStage):
     e.g. yes/no imbalance) or an explicit `{answer: weight}`; each sample's answer tokens are weighted by
     its answer's weight (open answers: 1)."""
 
-    def __init__(self, model, processor, optimizer, class_weights: str | dict[str, float] | None = None, **kwargs):
+    def __init__(
+        self, model, processor, optimizer, class_weights: str | dict[str, float] | None = None, **kwargs
+    ):
         super().__init__(model, processor, optimizer, **kwargs)
         if isinstance(class_weights, str) and class_weights != "auto":
-            raise ValueError(f"stage.class_weights={class_weights!r}; use null, auto or a mapping answer: weight")
+            raise ValueError(
+                f"stage.class_weights={class_weights!r}; use null, auto or a mapping answer: weight"
+            )
         self.class_weights = class_weights
         self.answer_weights: dict[str, float] = {}
 
@@ -33,7 +37,9 @@ class SFTModule(VLMStage):
         if stage == "fit" and self.class_weights == "auto":
             train = self.trainer.datamodule.splits["train"]
             self.answer_weights = closed_answer_weights((s.answer, s.answer_type) for s in train)
-            log.info("closed-answer class weights from %d training samples: %s", len(train), self.answer_weights)
+            log.info(
+                "closed-answer class weights from %d training samples: %s", len(train), self.answer_weights
+            )
         elif stage == "fit" and isinstance(self.class_weights, dict):
             self.answer_weights = {str(k): float(v) for k, v in self.class_weights.items()}
 

@@ -24,7 +24,7 @@ def test_effective_batch_size_sets_accumulation():
         accumulation_for(16, 6)
 
 
-def test_finds_the_largest_fitting_batch_and_keeps_the_effective_batch(capsys):
+def test_finds_the_largest_fitting_batch_and_keeps_the_effective_batch(capsys, tmp_path):
     """Target 2 x 8 = 16; batches over 9 'run out of memory': binsearch finds 9, the 10% margin gives 8,
     so 8 x 2. The OOM guard must not hide the search's OOMs."""
     model, processor = tiny_lora()
@@ -36,9 +36,11 @@ def test_finds_the_largest_fitting_batch_and_keeps_the_effective_batch(capsys):
     model.register_forward_pre_hook(oom_over_9, with_kwargs=True)
     seen = []
     model.register_forward_pre_hook(lambda m, a, k: seen.append(k["input_ids"].shape[0]), with_kwargs=True)
-    dm = ItemsDataModule(processor, n=16, batch_size=2)
+    dm = ItemsDataModule(processor, n=32, batch_size=2)  # > every size tried (Lightning loops when equal)
     finder = EffectiveBatchSizeFinder(steps_per_trial=1, margin=0.1)
-    t = trainer(max_steps=1, accumulate_grad_batches=8, callbacks=[finder, OOMGuard()])
+    t = trainer(
+        max_steps=1, accumulate_grad_batches=8, callbacks=[finder, OOMGuard()], default_root_dir=tmp_path
+    )
     t.fit(sft_module(model, processor, max_new_tokens=1), datamodule=dm)
     assert finder.result == {"found": 8, "micro_batch": 8, "accumulation": 2, "devices": 1, "effective_batch": 16,
                              "target": 16}  # fmt: skip

@@ -40,7 +40,9 @@ class Scripted(L.LightningModule):
 
 
 def test_composite_by_hand():
-    assert composite({"val/closed_acc": 0.7, "val/loss": 0.8}, {"closed_acc": 1.0, "loss": -0.5}, "val") == 0.3
+    assert (
+        composite({"val/closed_acc": 0.7, "val/loss": 0.8}, {"closed_acc": 1.0, "loss": -0.5}, "val") == 0.3
+    )
     with pytest.raises(KeyError, match=r"callbacks.composite.weights names \['f1'\], not logged on val"):
         composite({"val/loss": 1.0}, {"f1": 1.0}, "val")
 

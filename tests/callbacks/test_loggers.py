@@ -20,7 +20,9 @@ def test_several_loggers_at_once(tmp_path):
 
 def test_wandb_is_offline_and_sends_records_only_when_asked(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    rows = [{"id": "p7788-1", "question": QUESTION, "answer": "yes", "prediction": "no", "answer_type": "closed"}]
+    rows = [
+        {"id": "p7788-1", "question": QUESTION, "answer": "yes", "prediction": "no", "answer_type": "closed"}
+    ]
     for flag in (False, True):
         cfg = compose_cfg(["logger=wandb", f"logger.wandb.log_samples={flag}"], tmp_path / str(flag))
         logger = instantiate(cfg.logger.wandb)

@@ -17,7 +17,8 @@ def test_memory_monitor_logs_every_n_steps(tmp_path):
     t = trainer(max_steps=4, logger=CSVLogger(tmp_path, name="", version=""), callbacks=[monitor, bar],
                 enable_progress_bar=True)  # fmt: skip
     t.fit(sft_module(model, processor, lr=0.1), loader(processor, 2, 8))
-    rows = [r for r in csv.DictReader(open(tmp_path / "metrics.csv")) if r.get("sys/ram_gb")]
+    with open(tmp_path / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("sys/ram_gb")]
     assert [int(r["step"]) for r in rows] == [2, 4]
     rss = psutil.Process().memory_info().rss / 1024**3
     assert float(rows[-1]["sys/ram_gb"]) == pytest.approx(rss, rel=0.5)

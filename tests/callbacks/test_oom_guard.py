@@ -29,7 +29,9 @@ def _train(batch_size, accumulate, steps, guard=None, forward_limit=None, backwa
     if forward_limit is not None:
         model.register_forward_pre_hook(_raise_over(forward_limit), with_kwargs=True)
     if backward_limit is not None:
-        model.base_model.model.lm_head.register_full_backward_pre_hook(_raise_in_backward_over(backward_limit))
+        model.base_model.model.lm_head.register_full_backward_pre_hook(
+            _raise_in_backward_over(backward_limit)
+        )
     module = sft_module(model, processor, lr=0.5)
     callbacks = [guard] if guard else []
     trainer(max_steps=steps, accumulate_grad_batches=accumulate, callbacks=callbacks).fit(
@@ -79,7 +81,9 @@ def test_backward_oom_keeps_the_window_gradients():
 
 
 def test_gives_up_after_max_failures_with_a_clear_message():
-    with pytest.raises(RuntimeError, match=r"OOM guard: out of memory 2 time\(s\).*stage.gradient_checkpointing"):
+    with pytest.raises(
+        RuntimeError, match=r"OOM guard: out of memory 2 time\(s\).*stage.gradient_checkpointing"
+    ):
         _train(16, 1, steps=1, guard=OOMGuard(max_failures=1), forward_limit=0)
 
 

@@ -4,7 +4,6 @@ import json
 import random
 
 import numpy as np
-
 import pytest
 import torch
 from conftest import compose_cfg
@@ -46,7 +45,9 @@ def test_resume_after_kill_matches_unbroken_run(data_dir, tmp_path):
     a, b = _adapter(tmp_path / "a"), _adapter(killed)
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6)
-    assert json.loads((killed / "metrics.json").read_text())["test"] == pytest.approx(unbroken["test"], abs=1e-6)
+    assert json.loads((killed / "metrics.json").read_text())["test"] == pytest.approx(
+        unbroken["test"], abs=1e-6
+    )
 
 
 def test_ckpt_path_last_without_checkpoint_is_an_error(data_dir, tmp_path):
@@ -58,7 +59,11 @@ def test_sampler_order_depends_on_seed_and_epoch_and_resumes_mid_epoch():
     s = ResumableSampler(10, seed=3)
     s.set_epoch(1)
     epoch1 = list(s)
-    assert sorted(epoch1) == list(range(10)) and epoch1 != s.order(0) and epoch1 == ResumableSampler(10, 3).order(1)
+    assert (
+        sorted(epoch1) == list(range(10))
+        and epoch1 != s.order(0)
+        and epoch1 == ResumableSampler(10, 3).order(1)
+    )
     resumed = ResumableSampler(10, seed=3, resume_epoch=1, skip=4)
     resumed.set_epoch(1)
     assert list(resumed) == epoch1[4:] and len(resumed) == 10  # length kept: Lightning's counters agree

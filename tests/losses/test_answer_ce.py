@@ -24,7 +24,9 @@ def test_sum_and_count_by_hand():
     # sample weights 2 and 0.5: 2 * (-ln .75 - ln .25) + 0.5 * (-ln .75), count 2 * 2 + 0.5 * 1
     total, count = answer_token_ce(logits, targets, torch.tensor([2.0, 0.5]))
     assert float(count) == 4.5
-    assert float(total) == pytest.approx(2 * (-math.log(0.75) - math.log(0.25)) - 0.5 * math.log(0.75), rel=1e-6)
+    assert float(total) == pytest.approx(
+        2 * (-math.log(0.75) - math.log(0.25)) - 0.5 * math.log(0.75), rel=1e-6
+    )
 
 
 def test_answer_positions_are_the_logits_that_predict_answer_tokens():
@@ -33,12 +35,18 @@ def test_answer_positions_are_the_logits_that_predict_answer_tokens():
 
 
 def test_balanced_weights_by_hand():
-    answers = [("Yes", "closed"), ("yes", "closed"), ("yes.", "closed"), ("No", "closed"), ("left lung", "open")]
+    answers = [
+        ("Yes", "closed"),
+        ("yes", "closed"),
+        ("yes.", "closed"),
+        ("No", "closed"),
+        ("left lung", "open"),
+    ]
     weights = closed_answer_weights(answers)
     assert weights == pytest.approx({"yes": 4 / (2 * 3), "no": 4 / (2 * 1)})  # N / (C * n_c)
-    assert sample_weights(weights, ["YES", "no", "left lung", "maybe"], ["closed", "closed", "open", "closed"]).tolist() == [
-        pytest.approx(2 / 3), 2.0, 1.0, 1.0
-    ]
+    assert sample_weights(
+        weights, ["YES", "no", "left lung", "maybe"], ["closed", "closed", "open", "closed"]
+    ).tolist() == [pytest.approx(2 / 3), 2.0, 1.0, 1.0]
 
 
 def test_sft_loss_equals_the_models_own_and_class_weights_reweight_samples():
@@ -50,10 +58,25 @@ def test_sft_loss_equals_the_models_own_and_class_weights_reweight_samples():
     batch = VQACollator(processor)(items(4))  # answers yes, no, (open), 12
     module = sft_module(model, processor)
     total, count = module.answer_loss(batch)
-    assert float(total / count) == pytest.approx(float(model(**{k: v for k, v in batch.items() if k not in ("meta", "n_skipped") and not k.startswith("prompt_")}).loss), rel=1e-5)
+    assert float(total / count) == pytest.approx(
+        float(
+            model(
+                **{
+                    k: v
+                    for k, v in batch.items()
+                    if k not in ("meta", "n_skipped") and not k.startswith("prompt_")
+                }
+            ).loss
+        ),
+        rel=1e-5,
+    )
     per_sample = [module.answer_loss(VQACollator(processor)([it])) for it in items(4)]
     module.answer_weights = {"yes": 3.0, "no": 0.5}
     weighted, wcount = module.answer_loss(batch)
     w = [3.0, 0.5, 1.0, 1.0]
-    assert float(weighted) == pytest.approx(sum(wi * float(t) for wi, (t, _) in zip(w, per_sample)), rel=1e-4)
-    assert float(wcount) == pytest.approx(sum(wi * float(c) for wi, (_, c) in zip(w, per_sample)))
+    assert float(weighted) == pytest.approx(
+        sum(wi * float(t) for wi, (t, _) in zip(w, per_sample, strict=True)), rel=1e-4
+    )
+    assert float(wcount) == pytest.approx(
+        sum(wi * float(c) for wi, (_, c) in zip(w, per_sample, strict=True))
+    )

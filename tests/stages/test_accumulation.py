@@ -12,7 +12,9 @@ def _update(batch_size: int, accumulate: int, clip: float | None = None) -> dict
     model, processor = tiny_lora()
     before = trainable(model)
     module = sft_module(model, processor, lr=1.0)
-    trainer(accumulate_grad_batches=accumulate, gradient_clip_val=clip).fit(module, loader(processor, batch_size))
+    trainer(accumulate_grad_batches=accumulate, gradient_clip_val=clip).fit(
+        module, loader(processor, batch_size)
+    )
     return {n: p.detach() - before[n] for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -34,6 +36,7 @@ def test_one_by_sixteen_equals_four_by_four(one_by_sixteen):
 def test_mean_of_micro_batch_means_would_differ(one_by_sixteen):
     """The split matters for the naive loss (answers of 1 to 9 tokens): the test above can fail."""
     from train_helpers import items
+
     from medvqa.data.collate import VQACollator
 
     model, processor = tiny_lora()
