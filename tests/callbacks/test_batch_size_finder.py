@@ -24,6 +24,7 @@ def test_effective_batch_size_sets_accumulation():
         accumulation_for(16, 6)
 
 
+@pytest.mark.slow  # ~10 search trials with validation, 30-70 s on 2 shared cores (make test-full)
 def test_finds_the_largest_fitting_batch_and_keeps_the_effective_batch(capsys, tmp_path):
     """Target 2 x 8 = 16; batches over 9 'run out of memory': binsearch finds 9, the 10% margin gives 8,
     so 8 x 2. The OOM guard must not hide the search's OOMs."""
