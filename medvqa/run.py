@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from medvqa.callbacks.batch_size_finder import accumulation_for
 from medvqa.eval.report import print_results
 from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
 from medvqa.models.peft import apply_peft
@@ -54,7 +55,12 @@ def make_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
     # a null entry (callbacks.progress_bar=null) switches that callback or logger off
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    return instantiate(cfg.trainer, **({"callbacks": callbacks, "logger": loggers or False} | overrides))
+    trainer = instantiate(cfg.trainer, **({"callbacks": callbacks, "logger": loggers or False} | overrides))
+    if cfg.get("effective_batch_size"):  # micro-batch x accumulation x devices = effective_batch_size
+        trainer.accumulate_grad_batches = accumulation_for(
+            cfg.effective_batch_size, cfg.data.batch_size, trainer.world_size
+        )
+    return trainer
 
 
 def evaluate_untrained(cfg: DictConfig, module, datamodule) -> dict[str, float]:
@@ -68,22 +74,43 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.time()
     out = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
+    trainer = make_trainer(cfg)  # first: a config the machine cannot run (precision=fp8 on CPU) stops here
+    ckpt_path = resume_path(cfg)
     model, datamodule, module = build(cfg)
     metrics: dict[str, Any] = {}
     if cfg.get("eval_untrained"):
         metrics["untrained"] = evaluate_untrained(cfg, module, datamodule)
-    trainer = make_trainer(cfg)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics["val"] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     weights = "best" if cfg.get("test_weights") == "best" and _has_best(trainer) else None
     tested = trainer.test(module, datamodule=datamodule, ckpt_path=weights, verbose=False)
     metrics["test"] = {k: float(v) for k, v in tested[0].items()}
+    # metrics written by callbacks after the stage logged (test/composite) are not in trainer.test's results
+    metrics["test"] |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    for logger in trainer.loggers:  # remote loggers get records only with logger.<name>.log_samples=true
+        if getattr(logger, "log_samples", False):
+            logger.log_predictions(module.predictions)
     if trainer.is_global_zero:
         _write_outputs(cfg, out, model, module, metrics, datamodule, started, weights)
         print_results(metrics, out)
         if datamodule.skipped_summary():
             print(datamodule.skipped_summary())
     return metrics
+
+
+def resume_path(cfg: DictConfig) -> str | None:
+    """`ckpt_path=last` continues this run dir's checkpoints/last.ckpt; a missing one is an error, not a
+    silent fresh start (Lightning only warns)."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last":
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise FileNotFoundError(
+                f"ckpt_path=last but {last} does not exist; resume in the killed run's folder: "
+                "python -m medvqa.run hydra.run.dir=<that run dir> ckpt_path=last (same overrides as before)"
+            )
+        return str(last)
+    return ckpt_path
 
 
 def _has_best(trainer: L.Trainer) -> bool:

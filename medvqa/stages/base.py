@@ -3,6 +3,7 @@ VQA scoring protocol, and checkpoints that hold only the trainable (adapter) wei
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,10 @@ import lightning as L
 import torch
 
 from medvqa.eval.metrics import VQAScores, score_item
+from medvqa.models.grad_checkpointing import enable_gradient_checkpointing
+from medvqa.models.param_groups import describe_groups, group_parameters
 
+log = logging.getLogger(__name__)
 NOT_MODEL_INPUTS = ("meta", "n_skipped")
 
 
@@ -36,15 +40,24 @@ class VLMStage(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         max_new_tokens: int = 16,
+        param_groups: dict[str, dict[str, Any]] | None = None,
+        gradient_checkpointing: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["model", "processor", "optimizer", "scheduler"])
         self.model, self.processor = model, processor
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.max_new_tokens = max_new_tokens
+        self.param_groups, self.gradient_checkpointing = param_groups, gradient_checkpointing
+        self._window_items: torch.Tensor | None = None  # loss items (answer tokens, pairs) in this window
+        self._window_ref: float | None = None  # the first micro-batch's item count: the loss scale
         self.scores = torch.nn.ModuleDict({"val": VQAScores(), "test": VQAScores()})
         self.predictions: list[dict[str, Any]] = []
         self.strict_loading = False  # checkpoints hold only trainable weights (see on_save_checkpoint)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.gradient_checkpointing:
+            enable_gradient_checkpointing(self.model)
 
     def on_fit_start(self) -> None:
         # from_pretrained returns models in eval mode and Lightning keeps submodule modes: switch on
@@ -56,13 +69,54 @@ class VLMStage(L.LightningModule):
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.trainable_parameters())
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        groups = group_parameters(named, self.param_groups)
+        if self.param_groups:
+            log.info("optimizer parameter groups:\n%s", describe_groups(groups))
+        optimizer = self.optimizer_factory(params=groups)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(
             optimizer, num_training_steps=self.trainer.estimated_stepping_batches
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- loss scaling under gradient accumulation ----------------------------------------------------
+    def window_mean(self, total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        """The value for `training_step` to return when its loss is `total / count` (e.g. summed answer-token
+        cross-entropy over answer tokens). The optimizer step then sees sum(total) / sum(count) over the whole
+        accumulation window, not the mean of per-micro-batch means, so 1 x 16 and 4 x 4 give the same update
+        even when micro-batches hold different numbers of answer tokens.
+
+        How: every micro-batch's loss is divided by one constant (the first micro-batch's count, which keeps
+        the loss near its usual scale for fp16 loss scaling), Lightning divides it by accumulate_grad_batches
+        and sums the gradients; `on_before_optimizer_step`, which Lightning runs after unscaling and before
+        clipping, multiplies them by k * ref / window_count. Clipping therefore sees the final gradient.
+        """
+        count = count.detach().float()
+        if self._window_items is None:
+            self._window_items = torch.zeros((), device=count.device)
+            # across devices the constant must be the same everywhere: the raw sum (1.0) is
+            self._window_ref = max(float(count), 1.0) if self.trainer.world_size == 1 else 1.0
+        self._window_items = self._window_items + count
+        return total / self._window_ref
+
+    def reset_window(self) -> None:
+        """Forget the window's item count (after its gradients were dropped, e.g. by the OOM guard)."""
+        self._window_items, self._window_ref = None, None
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self._window_items is None:  # the stage returned a plain mean: Lightning's 1/k is already right
+            return
+        items = self._window_items
+        if self.trainer.world_size > 1:  # DDP averages gradients over ranks: count items over all of them
+            items = self.trainer.strategy.reduce(items, reduce_op="sum") / self.trainer.world_size
+        factor = self.trainer.accumulate_grad_batches * self._window_ref / items.clamp_min(1e-12)
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.mul_(factor.to(p.grad.dtype))
+        self.reset_window()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Frozen base weights are reloaded from the hub/path, never copied into every checkpoint."""

@@ -1,0 +1,1 @@
+"""Logger classes where Lightning's need a medvqa default (conf/logger/ builds them)."""
