@@ -51,7 +51,9 @@ class VQACollator:
         if getattr(self.processor, "chat_template", None):
             messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
             if self.system_prompt:
-                messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
+                messages.insert(
+                    0, {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]}
+                )
             return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         # PaliGemma: one <image> placeholder; the processor expands it and adds BOS and the closing newline
         return f"{getattr(self.processor, 'image_token', '<image>')}answer en {question}"

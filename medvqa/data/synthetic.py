@@ -154,8 +154,12 @@ def _scans(n_patients: int, images_per_patient: int, rng: random.Random) -> list
             lesion = rng.random() < 0.5
             scans.append(
                 Scan(
-                    name=f"synpic{p:04d}{i}", patient=f"P{p:04d}", modality=rng.choice(MODALITIES),
-                    plane=rng.choice(PLANES), organ=rng.choice(ORGANS), lesion=lesion,
+                    name=f"synpic{p:04d}{i}",
+                    patient=f"P{p:04d}",
+                    modality=rng.choice(MODALITIES),
+                    plane=rng.choice(PLANES),
+                    organ=rng.choice(ORGANS),
+                    lesion=lesion,
                     side=rng.choice(("left", "right")) if lesion else "",
                 )  # fmt: skip
             )

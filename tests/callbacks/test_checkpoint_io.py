@@ -27,7 +27,7 @@ def test_crash_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
 
 def test_trainer_config_uses_it():
-    from conftest import compose_cfg
+    from medvqa.run import compose_config as compose_cfg
 
     cfg = compose_cfg([])
     assert cfg.trainer.plugins[0]._target_ == "medvqa.callbacks.checkpoint_io.AtomicCheckpointIO"

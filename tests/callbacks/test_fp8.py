@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from conftest import compose_cfg
 from hydra.utils import instantiate
 
 import medvqa.run
 from medvqa.callbacks.fp8 import convertible
+from medvqa.run import compose_config as compose_cfg
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")

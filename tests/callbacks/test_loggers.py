@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from conftest import compose_cfg
 from hydra.utils import instantiate
+
+from medvqa.run import compose_config as compose_cfg
 
 QUESTION = "Is there a mass in patient 7788-XYZ's liver?"
 

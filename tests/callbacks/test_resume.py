@@ -6,11 +6,11 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import compose_cfg
 from safetensors.torch import load_file
 from train_helpers import tiny_run
 
 from medvqa.callbacks.resume import ResumableSampler, rng_state, set_rng_state
+from medvqa.run import compose_config as compose_cfg
 from medvqa.run import train
 
 # lora dropout on, so the restored RNG matters; the kill lands in epoch 1 (6 batches per epoch), mid-epoch;

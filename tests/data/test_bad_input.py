@@ -31,7 +31,11 @@ def _dm(root, tiny, **kw):
 
 
 def _rows(**changes):
-    second = ROW | {"qid": 2, "image_name": "b.jpg", "image_case_url": "https://medpix.nlm.nih.gov/case?id=c2"}
+    second = ROW | {
+        "qid": 2,
+        "image_name": "b.jpg",
+        "image_case_url": "https://medpix.nlm.nih.gov/case?id=c2",
+    }
     return [ROW, second | changes]
 
 
@@ -44,7 +48,9 @@ def test_malformed_json_names_the_file(tmp_path, tiny):
 
 def test_missing_image_names_file_and_row_or_is_skipped_and_counted(tmp_path, tiny):
     root = _release(tmp_path, _rows(), images=("a.jpg",))
-    with pytest.raises(DataError, match=r"Public\.json row 1: image file not found.*b\.jpg.*on_bad_sample=skip"):
+    with pytest.raises(
+        DataError, match=r"Public\.json row 1: image file not found.*b\.jpg.*on_bad_sample=skip"
+    ):
         _dm(root, tiny).setup()
     dm = _dm(root, tiny, on_bad_sample="skip")
     dm.setup()

@@ -14,7 +14,9 @@ def _items(n=3):
     answers = ["yes", "left lower lobe", "12"]
     return [
         {
-            "sample": VQASample(id=str(i), image="x", question=f"Question number {i}?", answer=answers[i % 3]),
+            "sample": VQASample(
+                id=str(i), image="x", question=f"Question number {i}?", answer=answers[i % 3]
+            ),
             "image": Image.fromarray(rng.integers(0, 255, (40 + 10 * i, 60, 3), dtype=np.uint8)),
         }
         for i in range(n)
