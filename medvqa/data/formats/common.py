@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medvqa.data.errors import BadSamples, DataError
+from medvqa.data.sample import VQASample, infer_answer_type
 
 
 def load_json_list(path: Path, hint: str) -> list[Any]:
@@ -107,3 +108,33 @@ def image_digest(cell: Any) -> str:
     The same picture repeated on many rows gets one digest, so it is one group for the splitter."""
     data = cell.get("bytes") if isinstance(cell, dict) else cell
     return hashlib.sha1(data).hexdigest()[:16] if data else ""
+
+
+def read_qa_parquet(
+    root: Path, shards: list[Path], source: str, hint: str, image_id_prefix: str = "", **fields
+):
+    """Image / question / answer parquet shards (the Hugging Face copies of VQA-RAD and PathVQA) as records:
+    one per row, pointing at (shard, row), split from the file name, closed = a yes/no answer. `fields`
+    are set on every record (e.g. modality="pathology")."""
+    samples = []
+    for shard in shards:
+        parquet_columns(shard, ("image", "question", "answer"), hint)
+        split = split_from_name(shard.name)
+        for row, cells in parquet_rows(shard, ["image", "question", "answer"]):
+            answer = text(cells["answer"])
+            samples.append(
+                VQASample(
+                    id=f"{source}-{shard.stem}-{row}",
+                    image=str(shard.relative_to(root)),
+                    image_row=row,
+                    image_id=f"{image_id_prefix}{cells['image']}" if cells["image"] else "",
+                    question=text(cells["question"]),
+                    answer=answer,
+                    answer_type=infer_answer_type(answer),
+                    split=split,
+                    source=source,
+                    origin=f"{shard} row {row}",
+                    **fields,
+                )
+            )
+    return samples

@@ -11,13 +11,11 @@ from medvqa.data.errors import BadSamples, DataError
 from medvqa.data.formats.common import (
     has_keys,
     load_json_list,
-    parquet_columns,
-    parquet_rows,
     parquet_shards,
-    split_from_name,
+    read_qa_parquet,
     text,
 )
-from medvqa.data.sample import VQASample, infer_answer_type
+from medvqa.data.sample import VQASample
 
 ANNOTATION_FILE = "VQA_RAD Dataset Public.json"
 IMAGE_DIR = "VQA_RAD Image Folder"
@@ -88,26 +86,6 @@ def _propagate_image_attributes(samples: list[VQASample]) -> None:
 
 
 def read_parquet(root: Path, shards: list[Path], bad: BadSamples) -> list[VQASample]:
-    """Rows keep (shard, row) pointers; the image bytes are only hashed here, one batch at a time, so
-    memory holds records, not pixels. The split comes from the file name (train-* / test-*)."""
-    samples = []
-    for shard in shards:
-        parquet_columns(shard, ("image", "question", "answer"), HINT)
-        split = split_from_name(shard.name)
-        for row, cells in parquet_rows(shard, ["image", "question", "answer"]):
-            answer = text(cells["answer"])
-            samples.append(
-                VQASample(
-                    id=f"vqa_rad-{shard.stem}-{row}",
-                    image=str(shard.relative_to(root)),
-                    image_row=row,
-                    image_id=cells["image"],  # a digest: the same picture on many rows is one group
-                    question=text(cells["question"]),
-                    answer=answer,
-                    answer_type=infer_answer_type(answer),
-                    split=split,
-                    source="vqa_rad",
-                    origin=f"{shard} row {row}",
-                )
-            )
-    return samples
+    """Rows keep (shard, row) pointers; the image bytes are only hashed (a digest: the same picture on many
+    rows is one group), one batch at a time, so memory holds records, not pixels."""
+    return read_qa_parquet(root, shards, "vqa_rad", HINT)
