@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 AnswerType = Literal["closed", "open"]
@@ -56,7 +56,8 @@ class VQASample:
         return self.patient_id or self.image_key
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # not dataclasses.asdict: its recursive deep copy was ~10% of collation, and only `extra` nests
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"extra": dict(self.extra)}
 
 
 def infer_answer_type(answer: str) -> AnswerType:

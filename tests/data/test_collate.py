@@ -75,3 +75,35 @@ def test_max_pixels_bounds_image_tokens(tiny):
     large = VQACollator(vlm.processor, max_pixels=224 * 224, min_pixels=28 * 28)(big)
     assert small["image_grid_thw"].prod() < large["image_grid_thw"].prod()
     assert int(small["image_grid_thw"][0, 1:].prod()) * 14 * 14 <= 56 * 56
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "paligemma"])
+def test_full_sequence_is_unpadded_prompt_then_answer_then_padding(tiny, family):
+    vlm = tiny(family)
+    collator = VQACollator(vlm.processor)
+    batch = collator(_items())
+    again = collator(_items())  # the second call is served from the prompt/answer caches
+    token_keys = [k for k in batch if f"prompt_{k}" in batch]
+    assert "input_ids" in token_keys and "attention_mask" in token_keys
+    for i in range(3):
+        keep = batch["prompt_attention_mask"][i].bool()
+        n_prompt, n_full = int(keep.sum()), int(batch["attention_mask"][i].sum())
+        for k in token_keys:
+            assert torch.equal(batch[k][i][:n_prompt], batch[f"prompt_{k}"][i][keep]), k
+        assert (batch["input_ids"][i][n_full:] == vlm.processor.tokenizer.pad_token_id).all()
+        assert (batch["labels"][i][n_full:] == IGNORE_INDEX).all()
+    for k in [*token_keys, "labels"]:
+        assert torch.equal(batch[k], again[k]), k
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_modality_types_match_the_processors_own(tiny, family):
+    processor = tiny(family).processor
+    items = _items()
+    ours = VQACollator(processor)(items)
+    collator = VQACollator(processor)
+    theirs = processor(text=[collator.prompt_text(i["sample"]) for i in items],
+                       images=[i["image"] for i in items], return_tensors="pt", padding=True,
+                       padding_side="left")  # fmt: skip
+    assert (theirs["mm_token_type_ids"] == 1).any()
+    assert torch.equal(ours["prompt_mm_token_type_ids"], theirs["mm_token_type_ids"])
