@@ -121,16 +121,6 @@ class VLMStage(L.LightningModule):
                     p.grad.mul_(factor.to(p.grad.dtype))
         self.reset_window()
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        # `meta` is lists of strings: walking it with Lightning's generic collection mapper was ~2% of a
-        # tiny model's step, for nothing to move. Everything else goes through Lightning's mover.
-        if isinstance(batch, dict) and "meta" in batch:
-            rest = super().transfer_batch_to_device(
-                {k: v for k, v in batch.items() if k != "meta"}, device, dataloader_idx
-            )
-            return rest | {"meta": batch["meta"]}
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Frozen base weights are reloaded from the hub/path, never copied into every checkpoint."""
         trainable = {n for n, p in self.named_parameters() if p.requires_grad}

@@ -1,0 +1,40 @@
+"""The benchmarks run and report what they claim; their speed targets are measured, never asserted here."""
+
+import json
+import statistics
+import subprocess
+import sys
+
+from conftest import ROOT, SMALL_SYNTHETIC
+
+
+def test_bench_sft_reports_rates_and_the_ratios_of_its_own_rounds(data_dir):
+    overrides = " ".join([*SMALL_SYNTHETIC, f"paths.data_dir={data_dir}", "model.hidden_size=32",
+                          "model.num_layers=1", "data.batch_size=4"])  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "medvqa.bench",
+        "sft",
+        "steps=4",
+        "warmup=1",
+        "rounds=3",
+        f"overrides={overrides}",
+    ]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    rounds = result["rounds_detail"]
+    assert len(rounds["lightning_step_s"]) == len(rounds["bare_step_s"]) == 3
+    # the reported ratio is the median of the counted rounds' ratios (round 1 warms up)
+    ratios = [a / b for a, b in zip(rounds["lightning_step_s"][1:], rounds["bare_step_s"][1:], strict=True)]
+    assert abs(result["step_time_ratio_lightning_over_bare"] - statistics.median(ratios)) < 1e-2
+    assert result["batch_size"] == 4 and result["collate_samples_per_s"] > 0
+    assert set(result["targets"]) == {"step_time_ratio_max", "collate_over_train_min"}
+
+
+def test_bench_rejects_an_unknown_name():
+    done = subprocess.run(
+        [sys.executable, "-m", "medvqa.bench", "nope"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "usage" in done.stderr
