@@ -5,7 +5,9 @@ import statistics
 import subprocess
 import sys
 
-from conftest import ROOT, SMALL_SYNTHETIC
+from medvqa.run import ROOT_DIR as ROOT
+
+SMALL_SYNTHETIC = ["data.reader.n_patients=30", "data.reader.images_per_patient=2"]
 
 
 def test_bench_sft_reports_rates_and_the_ratios_of_its_own_rounds(data_dir):
