@@ -106,6 +106,8 @@ class GRPOModule(VLMStage):
         # bad settings fail here, not after the first rollout
         group_advantages(torch.zeros(num_generations), num_generations, scale_rewards)
         self.end_ids = _end_ids(model, processor)
+        # a sampled image placeholder would be read as an image slot in the log-prob forward pass
+        self.sampling["suppress_tokens"] = _placeholder_ids(model)
         self._replay: dict[int, Rollout] = {}
         self._micro_step, self._slot = 0, 0
 
@@ -254,6 +256,19 @@ class GRPOModule(VLMStage):
     @property
     def pad_id(self) -> int:
         return self.processor.tokenizer.pad_token_id
+
+
+def _placeholder_ids(model) -> list[int]:
+    """Image/video placeholder and vision-boundary token ids of the model's config (Qwen-VL, PaliGemma)."""
+    config = getattr(model, "config", None)
+    names = (
+        "image_token_id",
+        "image_token_index",
+        "video_token_id",
+        "vision_start_token_id",
+        "vision_end_token_id",
+    )
+    return sorted({getattr(config, n) for n in names if isinstance(getattr(config, n, None), int)})
 
 
 def _end_ids(model, processor) -> list[int]:

@@ -166,3 +166,23 @@ def test_bad_settings_fail_at_construction(tiny):
         _module(vlm, reward_weights={"accuracy": 1.0})
     with pytest.raises(ValueError, match="peft=lora"):
         GRPOModule(copy.deepcopy(vlm.model), vlm.processor, optimizer=torch.optim.AdamW, beta=0.1)
+
+
+def test_sampling_never_emits_image_placeholders(tiny):
+    """A sampled <|image_pad|> would be read as an image slot by the log-prob forward pass."""
+    vlm = tiny("qwen2_vl")
+    module = _module(vlm)
+    pad = vlm.processor.image_token_id
+    assert pad in module.sampling["suppress_tokens"]
+
+    def favour_placeholder(_module, _inputs, logits):
+        logits[..., pad] += 100.0
+        return logits
+
+    hook = module.model.get_output_embeddings().register_forward_hook(favour_placeholder)
+    try:
+        rollout = module.sample(VQACollator(vlm.processor)(_items()))
+        assert not (rollout.completion_ids == pad).any()
+        assert torch.isfinite(module.completion_logps(rollout)).all()
+    finally:
+        hook.remove()
