@@ -67,6 +67,9 @@ def completion_mask(ids: torch.Tensor, end_ids: list[int]) -> torch.Tensor:
 
 
 class GRPOModule(VLMStage):
+    """Batches are ordinary VQA batches (prompts + labels); `data.batch_size` prompts per micro-batch, each
+    answered `num_generations` times. Knobs: docs/stages.md and conf/stage/grpo.yaml."""
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -127,9 +130,8 @@ class GRPOModule(VLMStage):
             rollout = self.sample(batch)  # G completions per prompt, one batched generate call
             rollout.rewards = self.score(rollout)  # (N, K) each reward
             total = self.rewards.total(rollout.rewards)  # (N,) weighted sum
-            rollout.advantages = group_advantages(total, self.num_generations, self.scale_rewards).to(
-                self.device
-            )
+            advantages = group_advantages(total, self.num_generations, self.scale_rewards)  # (N,)
+            rollout.advantages = advantages.to(self.device)
             if self.num_iterations > 1:  # later iterations compare with the sampling-time policy
                 rollout.old_logp = self.old_logps(rollout)
             self.remember(rollout)

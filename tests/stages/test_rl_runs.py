@@ -85,6 +85,16 @@ def test_on_policy_without_loader_reload_is_a_clear_error(tmp_path, data_dir):
         trainer.fit(module, datamodule=datamodule)
 
 
+@pytest.mark.parametrize("stage", ["dpo", "grpo"])
+def test_hyperparameters_load_with_weights_only(stage, tmp_path, data_dir):
+    """Checkpoints carry the stage's hparams; Lightning reloads them with torch.load(weights_only=True),
+    which refuses OmegaConf containers (reward_weights, sources must arrive as plain dicts/lists)."""
+    _, _, module = build(compose_config([*TINY, f"paths.data_dir={data_dir}", f"stage={stage}"], tmp_path))
+    torch.save(dict(module.hparams), tmp_path / "hparams.pt")
+    loaded = torch.load(tmp_path / "hparams.pt", weights_only=True)
+    assert loaded.keys() == module.hparams.keys()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["dpo", "grpo"])
 def test_stage_default_run_writes_outputs(stage, tmp_path, data_dir):
