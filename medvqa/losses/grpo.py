@@ -66,21 +66,26 @@ def clipped_objective(
 
 def aggregate(
     per_token: torch.Tensor, mask: torch.Tensor, loss_type: str, max_completion_length: int
-) -> torch.Tensor:
-    """Reduce a per-token loss (N, L) over real tokens `mask` (N, L) to a scalar:
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reduce a per-token loss (N, L) over real tokens `mask` (N, L) to (total, count): the micro-batch's
+    loss is total / count, and over a gradient-accumulation window the loss is sum(total) / sum(count)
+    (VLMStage.window_mean), which is where the variants differ:
 
-    - `grpo`: mean over each sequence's tokens, then over sequences (long answers count less per token);
-    - `dapo` / `bnpo`: mean over all real tokens of the batch (every token counts the same);
-    - `dr_grpo`: sum / (N * max_completion_length), a constant normaliser free of length bias.
+    - `grpo`: (sum of per-sequence token means, N): mean over sequences (long answers count less per token);
+    - `dapo`: (sum over real tokens, their count): token mean over the whole window (every token the same);
+    - `bnpo`: (this micro-batch's token mean, 1): mean of the micro-batches' token means;
+    - `dr_grpo`: (sum over real tokens, N * max_completion_length): a constant normaliser, no length bias.
     """
     mask = mask.to(per_token.dtype)
     total = per_token * mask
     if loss_type == "grpo":
-        return (total.sum(1) / mask.sum(1).clamp(min=1)).mean()
-    if loss_type in ("dapo", "bnpo"):
-        return total.sum() / mask.sum().clamp(min=1)
+        return (total.sum(1) / mask.sum(1).clamp(min=1)).sum(), mask.new_tensor(float(mask.shape[0]))
+    if loss_type == "dapo":
+        return total.sum(), mask.sum()
+    if loss_type == "bnpo":
+        return total.sum() / mask.sum().clamp(min=1), mask.new_tensor(1.0)
     if loss_type == "dr_grpo":
-        return total.sum() / (per_token.shape[0] * max_completion_length)
+        return total.sum(), mask.new_tensor(float(mask.shape[0] * max_completion_length))
     raise ValueError(f"stage.loss_type={loss_type!r}; choose one of {', '.join(LOSS_TYPES)}")
 
 
@@ -100,9 +105,10 @@ def grpo_loss(
     epsilon_high: float = 0.2,
     loss_type: str = "dapo",
     max_completion_length: int = 256,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Scalar loss = aggregate(clipped objective + beta * k3 KL) and detached statistics (masked token means):
-    `kl` (only with a reference), `clip_low`, `clip_high`, `clip_fraction`. Shapes as in the module docstring."""
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """(total, count) = aggregate(clipped objective + beta * k3 KL), the loss being total / count, and
+    detached statistics (masked token means): `kl` (only with a reference), `clip_low`, `clip_high`,
+    `clip_fraction`. Shapes as in the module docstring."""
     per_token, low, high = clipped_objective(logp, old_logp, advantages, epsilon_low, epsilon_high)
     stats = {
         "clip_low": masked_mean(low.float(), mask),
@@ -113,4 +119,4 @@ def grpo_loss(
         kl = k3_kl(logp, ref_logp)
         per_token = per_token + beta * kl
         stats["kl"] = masked_mean(kl.detach(), mask)
-    return aggregate(per_token, mask, loss_type, max_completion_length), stats
+    return *aggregate(per_token, mask, loss_type, max_completion_length), stats

@@ -44,8 +44,6 @@ class DPOModule(VLMStage):
         model: torch.nn.Module,
         processor: Any,
         optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        max_new_tokens: int = 16,
         beta: float = 0.1,
         loss_type: str = "sigmoid",
         label_smoothing: float = 0.0,
@@ -53,8 +51,9 @@ class DPOModule(VLMStage):
         pairs_file: str | None = None,
         on_policy_limit: int | None = 512,
         seed: int = 0,
+        **kwargs,  # VLMStage's: scheduler, max_new_tokens, param_groups, gradient_checkpointing
     ):
-        super().__init__(model, processor, optimizer, scheduler, max_new_tokens)
+        super().__init__(model, processor, optimizer, **kwargs)
         if not hasattr(model, "disable_adapter"):
             raise ValueError("stage=dpo takes its reference from the model with the adapter switched off, so it "
                              "needs an adapter: use peft=lora (or dora), not peft=none")  # fmt: skip
@@ -66,6 +65,7 @@ class DPOModule(VLMStage):
 
     def setup(self, stage: str) -> None:
         """Hand the pair builder to the datamodule: its training loader then yields preference pairs."""
+        super().setup(stage)
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and datamodule is not None:
             datamodule.pairs = self.preference
@@ -82,9 +82,8 @@ class DPOModule(VLMStage):
         reference = self.reference_logps(inputs)
         losses, chosen, rejected = dpo_loss(policy[:n], policy[n:], reference[:n], reference[n:],
                                             self.beta, self.loss_type, self.label_smoothing)  # fmt: skip
-        loss = losses.mean()
         self.log_dict({
-            "train/loss": loss,
+            "train/loss": losses.mean(),
             "train/reward_margin": (chosen - rejected).mean(),
             "train/reward_acc": (chosen > rejected).float().mean(),
             "train/reward_chosen": chosen.mean(),
@@ -93,7 +92,7 @@ class DPOModule(VLMStage):
             "train/logps_rejected": policy[n:].detach().mean(),
         }, batch_size=n)  # fmt: skip
         self.log_skipped(batch)
-        return loss
+        return self.window_mean(losses.sum(), losses.new_tensor(float(n)))  # mean over the window's pairs
 
     @torch.no_grad()
     def reference_logps(self, inputs: dict[str, Any]) -> torch.Tensor:

@@ -75,8 +75,6 @@ class GRPOModule(VLMStage):
         model: torch.nn.Module,
         processor: Any,
         optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        max_new_tokens: int = 64,
         num_generations: int = 4,
         temperature: float = 0.8,
         top_p: float = 0.9,
@@ -91,9 +89,9 @@ class GRPOModule(VLMStage):
         loss_type: str = "dapo",
         num_iterations: int = 1,
         log_completions_every_n_steps: int = 50,
-        completions_to_logger: bool = False,
+        **kwargs,  # VLMStage's: scheduler, max_new_tokens, param_groups, gradient_checkpointing
     ):
-        super().__init__(model, processor, optimizer, scheduler, max_new_tokens)
+        super().__init__(model, processor, optimizer, **kwargs)
         if num_generations < 2:
             raise ValueError(f"stage.num_generations={num_generations}: GRPO compares completions, use >= 2")
         if beta and not hasattr(model, "disable_adapter"):
@@ -105,7 +103,6 @@ class GRPOModule(VLMStage):
         self.scale_rewards, self.beta, self.loss_type = scale_rewards, beta, loss_type
         self.epsilon_low, self.epsilon_high, self.num_iterations = epsilon_low, epsilon_high, num_iterations
         self.log_completions_every_n_steps = log_completions_every_n_steps
-        self.completions_to_logger = completions_to_logger
         # bad settings fail here, not after the first rollout
         group_advantages(torch.zeros(num_generations), num_generations, scale_rewards)
         self.end_ids = _end_ids(model, processor)
@@ -116,6 +113,7 @@ class GRPOModule(VLMStage):
 
     def setup(self, stage: str) -> None:
         """The prompt asks for the structured reply only when the format reward is on."""
+        super().setup(stage)
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None:
             datamodule.instruction = INSTRUCTION if "format" in self.rewards else None
@@ -138,10 +136,13 @@ class GRPOModule(VLMStage):
         logp = self.policy_logps(rollout)  # (N, L), with gradient
         old_logp = rollout.old_logp if rollout.old_logp is not None else logp.detach()
         ref_logp = self.reference_logps(rollout) if self.beta else None  # beta = 0: no reference pass
-        loss, stats = grpo_loss(logp, old_logp, rollout.advantages, rollout.mask, ref_logp, self.beta,
-                                self.epsilon_low, self.epsilon_high, self.loss_type, self.max_completion_length)  # fmt: skip
-        self.log_step(rollout, loss, stats)
-        return loss  # Lightning: backward, accumulation, clipping, optimizer step
+        total, count, stats = grpo_loss(logp, old_logp, rollout.advantages, rollout.mask, ref_logp, self.beta,
+                                        self.epsilon_low, self.epsilon_high, self.loss_type,
+                                        self.max_completion_length)  # fmt: skip
+        self.log_step(rollout, total / count, stats)
+        # Lightning runs backward, accumulation, clipping and the optimizer; the loss_type's normaliser
+        # spans the whole accumulation window (VLMStage.window_mean)
+        return self.window_mean(total, count)
 
     # -- the pieces ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -235,7 +236,7 @@ class GRPOModule(VLMStage):
 
     def write_completions(self, rollout: Rollout, total: torch.Tensor, rows: int = 8) -> None:
         """A small table of sampled completions: appended to <run dir>/completions.jsonl (kept local: it
-        holds questions about patient images), and sent to a logger's table only when asked."""
+        holds questions about patient images), and sent to loggers only with their `log_samples=true`."""
         if self._trainer is None or not self.trainer.is_global_zero:
             return
         table = [
@@ -248,12 +249,11 @@ class GRPOModule(VLMStage):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in table)
-        if self.completions_to_logger:
-            for logger in self.loggers:
-                if hasattr(logger, "log_table"):
-                    logger.log_table(
-                        "train/completions", columns=list(table[0]), data=[list(r.values()) for r in table]
-                    )
+        for logger in self.loggers:
+            if getattr(logger, "log_samples", False) and hasattr(logger, "log_table"):
+                logger.log_table(
+                    "train/completions", columns=list(table[0]), data=[list(r.values()) for r in table]
+                )
 
     @property
     def pad_id(self) -> int:

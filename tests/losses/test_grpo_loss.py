@@ -64,16 +64,37 @@ def test_asymmetric_epsilons():
 
 
 PER_TOKEN = torch.tensor([[1.0, 2.0, 3.0], [4.0, 9.0, 9.0]])
-MASK = torch.tensor([[1, 1, 1], [1, 0, 0]])
+MASK = torch.tensor([[1, 1, 1], [1, 0, 0]])  # 9s are padding
+SECOND = (torch.tensor([[6.0, 7.0]]), torch.tensor([[1, 0]]))  # a second micro-batch: one 1-token sequence
 
 
-def test_aggregation_variants():
-    assert aggregate(PER_TOKEN, MASK, "grpo", 5).item() == pytest.approx((6 / 3 + 4 / 1) / 2)  # 3
-    assert aggregate(PER_TOKEN, MASK, "dapo", 5).item() == pytest.approx(10 / 4)
-    assert aggregate(PER_TOKEN, MASK, "bnpo", 5).item() == pytest.approx(10 / 4)
-    assert aggregate(PER_TOKEN, MASK, "dr_grpo", 5).item() == pytest.approx(10 / (2 * 5))
+def _pair(loss_type, per_token=PER_TOKEN, mask=MASK):
+    total, count = aggregate(per_token, mask, loss_type, 5)
+    return total.item(), count.item()
+
+
+def test_aggregation_variants_on_one_micro_batch():
+    assert _pair("grpo") == pytest.approx((6 / 3 + 4 / 1, 2))  # mean 3
+    assert _pair("dapo") == pytest.approx((10, 4))  # mean 2.5
+    assert _pair("bnpo") == pytest.approx((2.5, 1))
+    assert _pair("dr_grpo") == pytest.approx((10, 2 * 5))  # mean 1
     with pytest.raises(ValueError, match="stage.loss_type"):
         aggregate(PER_TOKEN, MASK, "ppo", 5)
+
+
+@pytest.mark.parametrize(
+    ("loss_type", "window_loss"),
+    [
+        ("grpo", (2 + 4 + 6) / 3),  # mean over the window's 3 sequences
+        ("dapo", (10 + 6) / 5),  # token mean over the window's 5 tokens
+        ("bnpo", (2.5 + 6) / 2),  # mean of the two micro-batch token means
+        ("dr_grpo", (10 + 6) / (3 * 5)),  # sum over 3 sequences x max length 5
+    ],
+)
+def test_aggregation_over_an_accumulation_window(loss_type, window_loss):
+    """Two micro-batches accumulated: sum of totals / sum of counts (what VLMStage.window_mean applies)."""
+    (t1, c1), (t2, c2) = _pair(loss_type), _pair(loss_type, *SECOND)
+    assert (t1 + t2) / (c1 + c2) == pytest.approx(window_loss)
 
 
 def test_grpo_loss_adds_beta_times_kl_and_reports_stats():
@@ -82,9 +103,10 @@ def test_grpo_loss_adds_beta_times_kl_and_reports_stats():
     mask = torch.tensor([[1, 1], [1, 0]])
     adv = torch.tensor([1.0, -1.0])
     # ratio 1 everywhere: per-token -A -> (-1, -1) and (+1); dapo mean = -1/3; plus 0.1 * 0.3068528
-    loss, stats = grpo_loss(logp, logp.detach(), adv, mask, ref_logp=ref, beta=0.1, loss_type="dapo")
-    assert loss.item() == pytest.approx(-1 / 3 + 0.1 * 0.3068528, abs=1e-6)
+    total, count, stats = grpo_loss(logp, logp.detach(), adv, mask, ref_logp=ref, beta=0.1, loss_type="dapo")
+    assert count.item() == 3
+    assert (total / count).item() == pytest.approx(-1 / 3 + 0.1 * 0.3068528, abs=1e-6)
     assert stats["kl"].item() == pytest.approx(0.3068528, abs=1e-6)
     assert stats["clip_fraction"].item() == 0.0
-    _, no_ref = grpo_loss(logp, logp.detach(), adv, mask)
+    *_, no_ref = grpo_loss(logp, logp.detach(), adv, mask)
     assert "kl" not in no_ref
