@@ -230,7 +230,11 @@ class PreferenceSet:
 
         dm, hp = datamodule, datamodule.hparams
         pairs = self.build(dm.splits["train"], dm.root, dm.bad)
-        images = VQADataset([p.sample for p in pairs], hp.max_image_side, hp.on_bad_sample, hp.blank_images)
+        # one (augmented) image per pair: chosen and rejected answers see the same pixels
+        samples = [p.sample for p in pairs]
+        images = VQADataset(
+            samples, hp.max_image_side, hp.on_bad_sample, hp.blank_images, dm.augment, hp.window
+        )
         return DataLoader(
             PairDataset(pairs, images),
             batch_size=dm.batch_size,

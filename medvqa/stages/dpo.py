@@ -110,7 +110,7 @@ class DPOModule(VLMStage):
         """The current model's greedy answers to `samples` (unreadable images answer ""), in order."""
         dm = self.trainer.datamodule
         hp = dm.hparams
-        dataset = VQADataset(samples, hp.max_image_side, "skip", hp.blank_images)
+        dataset = VQADataset(samples, hp.max_image_side, "skip", hp.blank_images, None, hp.window)
         loader = DataLoader(dataset, batch_size=dm.eval_batch_size or dm.batch_size, collate_fn=dm.collator())
         was_training, answers = self.model.training, {}
         self.model.eval()
