@@ -187,3 +187,30 @@ def test_sampling_never_emits_image_placeholders(tiny):
         assert torch.isfinite(module.completion_logps(rollout)).all()
     finally:
         hook.remove()
+
+
+def test_completion_logps_equal_the_sampler_distribution(tiny):
+    """The training forward pass (prompt + completion, left padding, images repeated per row) gives each
+    sampled token the log-probability generate sampled it with, at the sampling temperature."""
+    vlm = tiny("qwen2_vl")
+    module = _module(vlm, temperature=0.7, top_p=1.0, top_k=0, max_completion_length=5)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a non-trivial adapter
+        for name, p in module.model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    module.model.eval()
+    batch = VQACollator(vlm.processor)(_items(3))  # different prompt lengths need left padding
+    batch["prompt_input_ids"][1, :2] = vlm.processor.tokenizer.pad_token_id
+    batch["prompt_attention_mask"][1, :2] = 0
+    rollout = module.sample(batch)
+    with torch.no_grad():
+        out = module.model.generate(**rollout.inputs, **module.sampling, max_new_tokens=5, output_logits=True,
+                                    return_dict_in_generate=True)  # fmt: skip
+        ids = out.sequences[:, rollout.inputs["input_ids"].shape[1] :]
+        rollout.completion_ids, rollout.mask = ids, completion_mask(ids, module.end_ids)
+        logits = torch.stack(out.logits, dim=1).float() / 0.7
+        sampled = logits.log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        trained = module.completion_logps(rollout)
+    mask = rollout.mask.bool()
+    assert torch.allclose(trained[mask], sampled[mask], atol=1e-4)
