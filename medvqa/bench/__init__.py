@@ -4,4 +4,5 @@ BENCHES = {
     "sft": "medvqa.bench.sft",
     "data_rss": "medvqa.bench.data_rss",
     "data_padding": "medvqa.bench.data_padding",
+    "grpo": "medvqa.bench.grpo",
 }

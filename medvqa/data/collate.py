@@ -21,6 +21,9 @@ CACHE_SIZE = 65536  # rendered prompts / tokenized answers kept per collator; bo
 # Per-token fields a processor may return, and the value they take on answer tokens. PaliGemma's
 # token_type_ids mark the suffix (1) that gets causal attention; Qwen's mm_token_type_ids mark image tokens.
 ANSWER_FILL = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": 1}
+# sample fields carried to the stage in batch["meta"] (scoring, predictions, RL rewards)
+META_FIELDS = ("id", "question", "answer", "answer_type", "question_type", "modality", "plane", "organ",
+               "caption")  # fmt: skip
 
 
 class VQACollator:
@@ -35,8 +38,10 @@ class VQACollator:
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         max_answer_tokens: int = 256,
+        instruction: str | None = None,
     ):
         self.processor = processor
+        self.instruction = instruction  # appended to every question (e.g. GRPO's answer-format request)
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.system_prompt = system_prompt
         self.prompt_template = prompt_template
@@ -53,6 +58,8 @@ class VQACollator:
     def prompt_text(self, sample: VQASample) -> str:
         """The prompt as the model family expects it: its chat template, or PaliGemma's plain prefix."""
         question = self.prompt_template.format(**sample.to_dict())
+        if self.instruction:
+            question = f"{question}\n{self.instruction}"
         prompt = self._prompts.get(question)
         if prompt is None:  # rendering the Jinja chat template was ~20% of collation; questions repeat
             if len(self._prompts) >= CACHE_SIZE:
@@ -94,12 +101,7 @@ class VQACollator:
         batch = {f"prompt_{k}": enc[k] for k in token_keys}
         batch |= {k: v for k, v in enc.items() if k not in token_keys}  # pixel_values, image_grid_thw, ...
         batch |= self._with_answers(enc, token_keys, [s.answer for s in samples])
-        batch["meta"] = {
-            "id": [s.id for s in samples],
-            "question": [s.question for s in samples],
-            "answer": [s.answer for s in samples],
-            "answer_type": [s.answer_type for s in samples],
-        }
+        batch["meta"] = {key: [getattr(s, key) for s in samples] for key in META_FIELDS}
         batch["n_skipped"] = n_skipped
         return batch
 

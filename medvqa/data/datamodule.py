@@ -87,6 +87,10 @@ class MedVQADataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.bad = BadSamples(on_bad_sample)
         self.splits: dict[str, list[VQASample]] = {}
+        # set by stages: an instruction appended to every question (GRPO's answer format), and a
+        # medvqa.data.preference.PreferenceSet that turns the training split into (chosen, rejected) pairs (DPO)
+        self.instruction: str | None = None
+        self.pairs = None
 
     # -- records -------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -153,7 +157,7 @@ class MedVQADataModule(L.LightningDataModule):
             )
         hp = self.hparams
         return VQACollator(self.processor, hp.system_prompt, hp.prompt_template, hp.min_pixels, hp.max_pixels,
-                           hp.max_answer_tokens)  # fmt: skip
+                           hp.max_answer_tokens, self.instruction)  # fmt: skip
 
     def dataset(self, split: str) -> VQADataset:
         """The split's records; only the train split is augmented."""
@@ -209,6 +213,8 @@ class MedVQADataModule(L.LightningDataModule):
         return f"skipped {self.bad.total} bad samples (data.on_bad_sample=skip): {reasons}"
 
     def train_dataloader(self) -> DataLoader:
+        if self.pairs is not None:
+            return self.pairs.loader(self)
         return self._loader("train", True, self.batch_size)
 
     def val_dataloader(self) -> DataLoader:

@@ -143,14 +143,20 @@ class VLMStage(L.LightningModule):
     def _evaluate(self, batch: dict[str, Any], split: str) -> None:
         loss = self.model(**model_inputs(batch)).loss
         self.log(f"{split}/loss", loss, batch_size=len(batch["meta"]["id"]), sync_dist=True)
-        preds, meta = self.generate_answers(batch), batch["meta"]
+        completions, meta = self.generate_answers(batch), batch["meta"]
+        preds = [self.answer_from(c) for c in completions]
         self.scores[split].update(preds, meta["answer"], meta["answer_type"])
         if split == "test":
-            for i, pred in enumerate(preds):
+            for i, (pred, completion) in enumerate(zip(preds, completions, strict=True)):
                 row = {k: meta[k][i] for k in ("id", "question", "answer", "answer_type")}
+                row |= {"completion": completion} if completion != pred else {}
                 self.predictions.append(
                     row | {"prediction": pred, "scores": score_item(pred, row["answer"], row["answer_type"])}
                 )
+
+    def answer_from(self, completion: str) -> str:
+        """The answer scored from a generated completion (stages that ask for a structured reply parse it)."""
+        return completion
 
     def _log_scores(self, split: str) -> None:
         values = self.scores[split].compute()

@@ -1,0 +1,109 @@
+"""DPOModule: the reference is the adapter-off model, log-probs cover answer tokens only, and training on
+pairs separates chosen from rejected."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from PIL import Image
+
+from medvqa.data.collate import VQACollator
+from medvqa.data.preference import PairCollator
+from medvqa.data.sample import VQASample
+from medvqa.losses.dpo import sequence_logps
+from medvqa.stages.base import model_inputs
+from medvqa.stages.dpo import DPOModule, answer_logps
+
+
+def _pairs_batch(processor):
+    rng = np.random.default_rng(0)
+    items = []
+    for i, (chosen, rejected) in enumerate([("yes", "no"), ("left lung", "right"), ("no", "yes")]):
+        image = Image.fromarray(rng.integers(0, 255, (56, 56, 3), dtype=np.uint8))
+        sample = VQASample(id=str(i), image="x", question=f"Question {i}?", answer=chosen)
+        items.append({"sample": sample, "image": image, "rejected": rejected, "source": "mined"})
+    return PairCollator(VQACollator(processor))(items)
+
+
+def _with_adapter(vlm, seed=0):
+    """A deep copy of the base model, and the model wrapped in LoRA whose B matrices are non-zero
+    (a fresh LoRA is the identity; this one changes the outputs)."""
+    base = copy.deepcopy(vlm.model)
+    model = get_peft_model(
+        copy.deepcopy(vlm.model), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
+    )
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return base.eval(), model.eval()
+
+
+def _module(model, processor, **kw):
+    return DPOModule(model, processor, optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2), **kw)
+
+
+def test_reference_pass_uses_adapter_off_weights(tiny):
+    vlm = tiny("qwen2_vl")
+    base, model = _with_adapter(vlm)
+    inputs = model_inputs(_pairs_batch(vlm.processor))
+    module = _module(model, vlm.processor)
+    reference = module.reference_logps(inputs)
+    with torch.no_grad():
+        expected = answer_logps(base, inputs)  # the untouched base model, a separate copy
+        policy = answer_logps(model, inputs)
+    assert torch.allclose(reference, expected, atol=1e-5)
+    # the policy really differs, so a reference computed with the adapter on would fail the check above
+    assert (policy - expected).abs().min() > 1e-2
+    # and the adapter is back on afterwards
+    assert torch.allclose(answer_logps(model, inputs), policy, atol=1e-6)
+
+
+def test_answer_logps_equal_full_sequence_sum_over_answer_tokens(tiny):
+    vlm = tiny("qwen2_vl")
+    _, model = _with_adapter(vlm)
+    inputs = model_inputs(_pairs_batch(vlm.processor))
+    with torch.no_grad():
+        full = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+        assert torch.allclose(answer_logps(model, inputs), sequence_logps(full, inputs["labels"]), atol=1e-5)
+        # changing a prompt token changes nothing that is masked... but changing only the padding does nothing
+        padded = dict(inputs)
+        padded["input_ids"] = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, 7)
+        assert torch.allclose(answer_logps(model, padded), answer_logps(model, inputs), atol=1e-5)
+
+
+def test_needs_an_adapter_for_its_reference(tiny):
+    with pytest.raises(ValueError, match="peft=lora"):
+        _module(copy.deepcopy(tiny("qwen2_vl").model), tiny("qwen2_vl").processor)
+
+
+def test_bad_loss_type_fails_at_construction(tiny):
+    vlm = tiny("qwen2_vl")
+    _, model = _with_adapter(vlm)
+    with pytest.raises(ValueError, match="stage.loss_type"):
+        _module(model, vlm.processor, loss_type="kto")
+
+
+def test_training_on_pairs_separates_chosen_from_rejected(tiny):
+    vlm = tiny("qwen2_vl")
+    model = get_peft_model(
+        copy.deepcopy(vlm.model), LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")
+    )
+    module = _module(model, vlm.processor, beta=0.5)
+    batch = _pairs_batch(vlm.processor)
+    inputs = model_inputs(batch)
+    optimizer = module.configure_optimizers()
+    model.train()
+    module.window_mean = lambda total, count: total / count  # no Trainer here to keep the window
+    for step in range(8):
+        loss = module.training_step(batch, step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        pol, ref = answer_logps(model, inputs), module.reference_logps(inputs)
+    margins = (pol[:3] - ref[:3]) - (pol[3:] - ref[3:])  # 0 for every pair before training (LoRA B = 0)
+    assert (margins > 0.5).all(), margins
