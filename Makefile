@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-full bench lint format clean
+.PHONY: help install train test test-full bench lint format clean curriculum sweep report
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,15 @@ install: $(VENV)/.installed  ## create .venv and install medvqa with dev tools
 
 train: install  ## train the default (tiny Qwen2-VL + LoRA on synthetic data); ARGS="key=value ..."
 	$(BIN)/python -m medvqa.run $(ARGS)
+
+curriculum: install  ## exp4_curriculum: easy -> medium -> hard on synthetic data, each stage from the last adapter
+	$(BIN)/python -m medvqa.run experiment=exp4_curriculum $(ARGS)
+
+sweep: install  ## basic sweep over learning rate x seed (override with ARGS, e.g. ARGS="trainer.max_steps=50")
+	$(BIN)/python -m medvqa.run -m stage.lr=5e-4,1e-3,2e-3 seed=1,2 $(ARGS)
+
+report: install  ## gather a sweep into sweep.md + sweep.csv: make report DIR=multirun/<date>/<time>
+	$(BIN)/python -m medvqa.report sweep $(or $(DIR),$$(ls -d multirun/*/* | tail -1))
 
 test: install  ## fast test suite (CPU, < 10 min)
 	$(BIN)/python -m pytest -q $(ARGS)

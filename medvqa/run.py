@@ -15,6 +15,8 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -22,6 +24,7 @@ from medvqa.callbacks.batch_size_finder import accumulation_for
 from medvqa.eval.report import print_results
 from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
 from medvqa.models.peft import apply_peft
+from medvqa.pipeline import run_pipeline
 
 log = logging.getLogger("medvqa")
 ROOT_DIR = Path(__file__).resolve().parents[1]
@@ -149,7 +152,19 @@ def objective(metrics: dict[str, Any], name: str | None) -> float | None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return objective(train(cfg), cfg.get("optimized_metric"))
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        return objective(run(cfg), cfg.get("optimized_metric"))
+    try:
+        return objective(run(cfg), cfg.get("optimized_metric"))
+    except Exception as e:  # one failed job of a sweep is recorded in its folder and the sweep goes on
+        log.exception("sweep job %s failed", HydraConfig.get().job.num)
+        atomic_write_json(Path(cfg.paths.output_dir) / "failed.json", {"error": f"{type(e).__name__}: {e}"})
+        return float("nan")  # optuna marks the trial failed; the basic sweeper ignores return values
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """A multi-stage pipeline when the config lists one (medvqa/pipeline.py), else a single training run."""
+    return run_pipeline(cfg, train) if cfg.get("pipeline") else train(cfg)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra.utils import get_class, get_method
 from omegaconf import OmegaConf
 
@@ -52,3 +53,13 @@ def test_every_group_has_options():
         "logger",
         "paths",
     } <= groups
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo", "grpo"])
+def test_stage_lr_is_the_optimizers_learning_rate(stage):
+    """Sweeps name the learning rate `stage.lr`; the optimizer partial must follow it."""
+    from hydra.utils import instantiate
+
+    cfg = compose_config([f"stage={stage}", "stage.lr=3.5e-6"])
+    optimizer = instantiate(cfg.stage.optimizer)(params=[torch.nn.Parameter(torch.zeros(1))])
+    assert optimizer.param_groups[0]["lr"] == 3.5e-6

@@ -64,7 +64,7 @@ class MedVQADataModule(L.LightningDataModule):
         split_by: str = "official",
         seed: int = 0,
         on_bad_sample: OnBad = "error",
-        filters: dict | None = None,
+        filters: dict | list[dict] | None = None,  # a list: samples matching any of them
         max_image_side: int = 1024,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
@@ -110,9 +110,7 @@ class MedVQADataModule(L.LightningDataModule):
             splits[name] = splits[name][:n]
         self.splits = splits
         if not splits["train"]:
-            raise DataError(
-                f"data.root={self.root}: no training samples left after filters {dict(hp.filters or {})}"
-            )
+            raise DataError(f"data.root={self.root}: no training samples left after filters {hp.filters}")
         log.info("data %s: %s", self.root, {k: len(v) for k, v in splits.items()})
         if self.bad.total:
             log.warning("skipped %d bad samples while reading: %s", self.bad.total, dict(self.bad.skipped))

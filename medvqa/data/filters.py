@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from medvqa.data.sample import VQASample
@@ -18,11 +18,18 @@ def _value(sample: VQASample, key: str) -> Any:
     raise KeyError(key)
 
 
-def select(samples: Iterable[VQASample], filters: Mapping[str, Any] | None) -> list[VQASample]:
+def select(
+    samples: Iterable[VQASample], filters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+) -> list[VQASample]:
     """Keep samples matching every filter. A filter value is one value or a list of accepted values;
     `ids` takes a list of sample ids; other keys look in `sample.extra` (e.g. `complexity`).
-    String matching ignores case; a question_type like 'PRES, POS' matches either part."""
+    String matching ignores case; a question_type like 'PRES, POS' matches either part.
+    A list of filter mappings keeps samples matching any of them, in their original order (a cumulative
+    curriculum stage: its own subset plus the earlier stages')."""
     samples = list(samples)
+    if isinstance(filters, Sequence) and not isinstance(filters, str):
+        kept = {id(s) for f in filters for s in select(samples, f)}
+        return [s for s in samples if id(s) in kept]
     for key, wanted in (filters or {}).items():
         if wanted is None:
             continue

@@ -42,7 +42,10 @@ class VLMStage(L.LightningModule):
         max_new_tokens: int = 16,
         param_groups: dict[str, dict[str, Any]] | None = None,
         gradient_checkpointing: bool = False,
+        lr: float | None = None,
     ):
+        """`lr` is the config's `stage.lr`, which `stage.optimizer.lr` interpolates: the optimizer partial
+        already carries it, so it is only recorded here (hparams) for sweeps and reports."""
         super().__init__()
         self.save_hyperparameters(ignore=["model", "processor", "optimizer", "scheduler"])
         self.model, self.processor = model, processor

@@ -51,7 +51,7 @@ class DPOModule(VLMStage):
         pairs_file: str | None = None,
         on_policy_limit: int | None = 512,
         seed: int = 0,
-        **kwargs,  # VLMStage's: scheduler, max_new_tokens, param_groups, gradient_checkpointing
+        **kwargs,  # VLMStage's: scheduler, max_new_tokens, param_groups, gradient_checkpointing, lr
     ):
         super().__init__(model, processor, optimizer, **kwargs)
         if not hasattr(model, "disable_adapter"):

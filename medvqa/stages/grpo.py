@@ -89,7 +89,7 @@ class GRPOModule(VLMStage):
         loss_type: str = "dapo",
         num_iterations: int = 1,
         log_completions_every_n_steps: int = 50,
-        **kwargs,  # VLMStage's: scheduler, max_new_tokens, param_groups, gradient_checkpointing
+        **kwargs,  # VLMStage's: scheduler, max_new_tokens, param_groups, gradient_checkpointing, lr
     ):
         super().__init__(model, processor, optimizer, **kwargs)
         if num_generations < 2:

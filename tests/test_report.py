@@ -1,0 +1,59 @@
+"""Sweeps through the CLI: a failed job is recorded and the sweep goes on; the report gathers every job."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+from experiment_helpers import TINY
+
+from medvqa.report import main as report_main
+from medvqa.report import sweep
+from medvqa.run import ROOT_DIR
+
+FAST = [*TINY, "trainer.max_steps=2"]
+
+
+def _multirun(tmp_path, data_dir, *sweep_args):
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT_DIR)}
+    cmd = [sys.executable, "-m", "medvqa.run", "-m", *FAST, f"paths.data_dir={data_dir}",
+           f"hydra.sweep.dir={tmp_path}", *sweep_args]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_a_failed_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir, capsys):
+    # job 0 runs; job 1 asks for batches of 0 samples, which the DataLoader refuses
+    _multirun(tmp_path, data_dir, "data.batch_size=0,4")
+    assert (tmp_path / "0" / "failed.json").is_file() and not (tmp_path / "0" / "metrics.json").exists()
+    assert (tmp_path / "1" / "metrics.json").is_file()
+    report_main(["sweep", str(tmp_path)])
+    rows = list(csv.DictReader((tmp_path / "sweep.csv").open()))
+    assert [(r["job"], r["data.batch_size"], r["status"]) for r in rows] == [
+        ("0", "0", "failed"),
+        ("1", "4", "ok"),
+    ]
+    assert "batch_size" in rows[0]["error"] and rows[0]["test/closed_acc"] == ""
+    assert 0.0 <= float(rows[1]["test/closed_acc"]) <= 1.0 and float(rows[1]["seconds"]) > 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 jobs: 1 ok, 1 failed; best test/closed_acc") and "data.batch_size=4" in out
+
+
+@pytest.mark.slow
+def test_a_two_by_two_sweep_gathers_four_rows(tmp_path, data_dir):
+    _multirun(tmp_path, data_dir, "stage.lr=1e-3,3e-3", "seed=1,2")
+    markdown = sweep(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "sweep.csv").open()))
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    # Hydra records swept floats in decimal form
+    assert {(r["stage.lr"], r["seed"]) for r in rows} == {
+        ("0.001", "1"),
+        ("0.001", "2"),
+        ("0.003", "1"),
+        ("0.003", "2"),
+    }
+    assert markdown.startswith("4 jobs: 4 ok, 0 failed")
