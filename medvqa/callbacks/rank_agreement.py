@@ -13,6 +13,7 @@ import logging
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.strategies import DDPStrategy
 
 log = logging.getLogger("medvqa")
 
@@ -29,7 +30,8 @@ def trainable_digest(module: torch.nn.Module) -> str:
 
 class RankAgreement(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.world_size == 1:
+        # DDP only: under FSDP every rank holds a different shard of the weights by design
+        if trainer.world_size == 1 or not isinstance(trainer.strategy, DDPStrategy):
             return
         digest = trainable_digest(pl_module)
         log.info("rank %d/%d trainable weights sha256 %s", trainer.global_rank, trainer.world_size, digest)
