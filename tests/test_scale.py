@@ -65,11 +65,11 @@ def test_trainable_digest_sees_one_changed_trainable_weight_and_ignores_frozen_o
     assert trainable_digest(a) != trainable_digest(b)
 
 
-def _run_ddp(out: Path, data_dir: Path) -> subprocess.CompletedProcess:
+def _run_ddp(out: Path, data_dir: Path, extra: list[str] = ()) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "medvqa.run", *TINY, "trainer=ddp", "trainer.accelerator=cpu",
            "trainer.devices=2", "trainer.max_steps=4", "test_weights=last", "eval_untrained=true",
            "data.limit={val: 4, test: 7}",  # odd: a padding sampler would score one question twice
-           f"paths.data_dir={data_dir}", f"hydra.run.dir={out}"]  # fmt: skip
+           f"paths.data_dir={data_dir}", f"hydra.run.dir={out}", *extra]  # fmt: skip
     env = os.environ | {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT_DIR)}
     return subprocess.run(cmd, cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=600)
 
@@ -109,3 +109,24 @@ def test_ddp_on_two_cpu_processes_agrees_across_ranks_and_rank_zero_writes(tmp_p
     assert run_info["samples"]["test"] == 7
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"untrained", "val", "test"} <= set(metrics)
+
+
+@pytest.mark.slow  # ~40 s
+def test_ddp_pipeline_chains_stages_on_both_ranks(tmp_path, data_dir):
+    """exp4_curriculum under DDP runs all three stages (each loads the adapter rank 0 wrote for the stage
+    before: the barrier after writing keeps rank 1 from reading it early), both ranks agree after every
+    stage, and the summary lists the stages."""
+    out = tmp_path / "run"
+    done = _run_ddp(
+        out, data_dir, ["experiment=exp4_curriculum", "pipeline.max_steps=2", "eval_untrained=false"]
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    found = DIGEST.findall(done.stdout + done.stderr)
+    per_stage = [dict(found[i : i + 2]) for i in range(0, len(found), 2)]
+    assert len(per_stage) == 3 and all(set(s) == {"0", "1"} and s["0"] == s["1"] for s in per_stage)
+    assert len({s["0"] for s in per_stage}) == 3  # every stage trained on
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["name"] for s in summary["stages"]] == ["easy", "medium", "hard"]
+    for stage in summary["stages"]:
+        assert (out / stage["dir"] / "adapter" / "adapter_model.safetensors").is_file()
+        assert not (out / stage["dir"] / "train_ddp_process_1.log").exists()
