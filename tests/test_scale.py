@@ -130,3 +130,30 @@ def test_ddp_pipeline_chains_stages_on_both_ranks(tmp_path, data_dir):
     for stage in summary["stages"]:
         assert (out / stage["dir"] / "adapter" / "adapter_model.safetensors").is_file()
         assert not (out / stage["dir"] / "train_ddp_process_1.log").exists()
+
+
+def test_adapter_is_saved_from_a_given_state_dict_not_the_models_own_weights(tmp_path):
+    """Under FSDP rank 0 saves the adapter from the gathered full state (run.gathered_model_state strips
+    the stage's `model.` prefix): the file must hold those weights even when the model's own are shards."""
+    from peft import LoraConfig, get_peft_model
+
+    from medvqa.io import save_adapter
+
+    def tiny_base():
+        return build_tiny("qwen2_vl", hidden_size=32, num_layers=1, vision_depth=1, image_size=56).model
+
+    holder = torch.nn.Module()
+    holder.model = get_peft_model(tiny_base(), LoraConfig(r=4, target_modules=["q_proj"]))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for n, p in holder.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_()
+    full = {k.removeprefix("model."): v.clone() for k, v in holder.state_dict().items()}
+    with torch.no_grad():
+        for p in holder.model.parameters():
+            p.zero_()  # what a rank sees of weights that live in other ranks' shards
+    save_adapter(holder.model, tmp_path / "adapter", full)
+    loaded = PeftModel.from_pretrained(tiny_base(), str(tmp_path / "adapter"))
+    lora_b = {n: p for n, p in loaded.named_parameters() if "lora_B" in n}
+    assert lora_b and all(torch.equal(p, full[n]) for n, p in lora_b.items())
