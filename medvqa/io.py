@@ -28,12 +28,13 @@ def atomic_write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def save_adapter(model, path: Path) -> None:
-    """peft `save_pretrained` into a sibling temp folder, then swap it in (loadable with PeftModel.from_pretrained)."""
+def save_adapter(model, path: Path, state_dict: dict[str, Any] | None = None) -> None:
+    """peft `save_pretrained` into a sibling temp folder, then swap it in (loadable with PeftModel.from_pretrained).
+    `state_dict` (the peft model's keys) replaces the model's own weights, e.g. when they are FSDP shards."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
+    model.save_pretrained(str(tmp), **({"state_dict": state_dict} if state_dict is not None else {}))
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)

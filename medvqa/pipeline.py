@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
@@ -135,7 +136,9 @@ def run_pipeline(cfg: DictConfig, train: Train) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     plan = stage_plan(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    writer = rank_zero_only.rank == 0  # under DDP every rank runs the pipeline; rank 0 writes its files
+    if writer:
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     results = []
     for i, stage in enumerate(plan):
         done = out / stage["dir"] / "metrics.json"
@@ -150,8 +153,9 @@ def run_pipeline(cfg: DictConfig, train: Train) -> dict[str, Any]:
             metrics = train(stage_config(cfg, plan, i, out))
         results.append(summary_row(stage, metrics, out))
     summary = {"mode": cfg.pipeline.get("mode", "sequential"), "stages": results}
-    atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "summary.md", summary_markdown(results))
+    if writer:
+        atomic_write_json(out / "summary.json", summary)
+        atomic_write_text(out / "summary.md", summary_markdown(results))
     last = json.loads((out / plan[-1]["dir"] / "metrics.json").read_text())
     metrics = {
         "val": last.get("val", {}),
@@ -160,8 +164,9 @@ def run_pipeline(cfg: DictConfig, train: Train) -> dict[str, Any]:
     }
     if "untrained" in results[0]:
         metrics["untrained"] = results[0]["untrained"]
-    atomic_write_json(out / "metrics.json", metrics)
-    Console().print(summary_table(results))
+    if writer:
+        atomic_write_json(out / "metrics.json", metrics)
+        Console().print(summary_table(results))
     return metrics
 
 

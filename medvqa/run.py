@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.strategies import FSDPStrategy
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from medvqa.callbacks.batch_size_finder import accumulation_for
@@ -93,11 +94,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in trainer.loggers:  # remote loggers get records only with logger.<name>.log_samples=true
         if getattr(logger, "log_samples", False):
             logger.log_predictions(module.predictions)
+    model_state = gathered_model_state(trainer)  # under FSDP a collective: every rank takes part
     if trainer.is_global_zero:
-        _write_outputs(cfg, out, model, module, metrics, datamodule, started, weights)
+        _write_outputs(cfg, out, model, module, metrics, datamodule, started, weights, model_state)
         print_results(metrics, out)
         if datamodule.skipped_summary():
             print(datamodule.skipped_summary())
+    trainer.strategy.barrier("run outputs written")  # a pipeline's next stage on any rank reads this adapter
     return metrics
 
 
@@ -121,10 +124,22 @@ def _has_best(trainer: L.Trainer) -> bool:
     return bool(cb is not None and getattr(cb, "best_model_path", ""))
 
 
-def _write_outputs(cfg, out: Path, model, module, metrics, datamodule, started, weights) -> None:
+def gathered_model_state(trainer: L.Trainer) -> dict[str, Any] | None:
+    """Under FSDP each rank holds a shard of every weight, so the model itself cannot save a whole adapter:
+    gather the full state dict (Lightning's FSDP full-state context) with the stage's `model.` prefix
+    dropped. None for other strategies, whose model weights are whole on every rank."""
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return None
+    state = trainer.strategy.lightning_module_state_dict()
+    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+
+
+def _write_outputs(
+    cfg, out: Path, model, module, metrics, datamodule, started, weights, model_state=None
+) -> None:
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     if hasattr(model, "peft_config"):
-        save_adapter(model, out / "adapter")
+        save_adapter(model, out / "adapter", model_state)
     atomic_write_jsonl(out / "predictions.jsonl", module.predictions)
     atomic_write_json(out / "metrics.json", metrics)
     atomic_write_json(out / "run_info.json", {

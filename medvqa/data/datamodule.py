@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
@@ -174,11 +175,22 @@ class MedVQADataModule(L.LightningDataModule):
         lengths = text_lengths(train, self.collator().tokenizer) if hp.group_by_length else None
         return TrainSampler(len(train), self.batch_size, weights, lengths, hp.seed)
 
+    def eval_sampler(self, dataset: Dataset) -> UnrepeatedDistributedSampler | None:
+        """Under DDP, val/test split across ranks without the padding Lightning's DistributedSampler adds
+        (it repeats questions to even out the shards): every question is scored exactly once."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return None
+        return UnrepeatedDistributedSampler(
+            dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+        )
+
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         hp = self.hparams
-        sampler = self.train_sampler() if split == "train" else None
+        dataset = self.dataset(split)
+        sampler = self.train_sampler() if split == "train" else self.eval_sampler(dataset)
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=batch_size,
             shuffle=shuffle and sampler is None,
             sampler=sampler,

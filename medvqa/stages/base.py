@@ -180,9 +180,22 @@ class VLMStage(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")
+        if self.trainer.world_size > 1:
+            self.predictions = gather_predictions(self.predictions, self.trainer.world_size)
 
     def log_skipped(self, batch: dict[str, Any]) -> None:
         if batch.get("n_skipped"):
             self.log(
                 "train/skipped", float(batch["n_skipped"]), reduce_fx="sum", on_step=False, on_epoch=True
             )
+
+
+def gather_predictions(rows: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]]:
+    """Every rank's test rows on every rank, in the test split's order. Lightning gathers tensors only
+    (strategy.all_gather), so the rows (strings) go through torch.distributed's object gather. The
+    datamodule's UnrepeatedDistributedSampler gives rank r the questions r, r + W, r + 2W, ...: taking
+    one row from each rank in turn restores the single-process order."""
+    per_rank: list[list[dict[str, Any]]] = [[] for _ in range(world_size)]
+    torch.distributed.all_gather_object(per_rank, rows)
+    longest = max(len(r) for r in per_rank)
+    return [r[i] for i in range(longest) for r in per_rank if i < len(r)]
