@@ -17,10 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,sweep]"
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install medvqa with dev tools
+install: $(VENV)/.installed  ## create .venv and install medvqa with dev tools and sweep extras (Optuna, plots)
 
 train: install  ## train the default (tiny Qwen2-VL + LoRA on synthetic data); ARGS="key=value ..."
 	$(BIN)/python -m medvqa.run $(ARGS)
