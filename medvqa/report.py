@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("sweep", help="gather a multirun folder into sweep.md and sweep.csv")
     p.add_argument("multirun_dir", type=Path)
-    p.add_argument("--best-by", default="test/closed_acc", help="metric named in the header line (max) and plotted")
+    p.add_argument(
+        "--best-by", default="test/closed_acc", help="metric named in the header line (max) and plotted"
+    )
     args = parser.parse_args(argv)
     print(sweep(args.multirun_dir, args.best_by))
     print(f"written: {args.multirun_dir / 'sweep.md'}, {args.multirun_dir / 'sweep.csv'}, sweep_<param>.png")

@@ -106,9 +106,10 @@ def test_a_grpo_optuna_search_over_lr_and_temperature(tmp_path, data_dir):
     assert 0.6 <= results.best_params["stage.temperature"] <= 1.2
     assert results.best_value == max(t["val/closed_acc"] for t in trials)  # monitor_mode=max
     best = [t for t in trials if float(t["overrides"]["stage.lr"]) == results.best_params["stage.lr"]]
-    assert len(best) == 1 and float(best[0]["overrides"]["stage.temperature"]) == results.best_params[
-        "stage.temperature"
-    ]
+    assert (
+        len(best) == 1
+        and float(best[0]["overrides"]["stage.temperature"]) == results.best_params["stage.temperature"]
+    )
     sweep(tmp_path, best_by="val/closed_acc")
     assert sorted(p.name for p in tmp_path.glob("sweep_*.png")) == [
         "sweep_stage.lr.png",

@@ -22,11 +22,12 @@ def as_number(value: Any) -> float | None:
 def series(rows: list[dict[str, Any]], param: str, metric: str) -> tuple[list[Any], list[float]]:
     """(x, y) for the jobs that finished and logged `metric`, sorted by x: numbers where every x is one
     (a numeric axis), else the values as text in first-seen order (a categorical axis)."""
-    points = [(r.get(param), r[metric]) for r in rows if r.get("status") == "ok" and r.get(metric) is not None]
-    numbers = [as_number(x) for x, _ in points]
-    if points and all(n is not None for n in numbers):
-        pairs = sorted(zip(numbers, (y for _, y in points)), key=lambda p: p[0])
-        return [x for x, _ in pairs], [float(y) for _, y in pairs]
+    points = [
+        (r.get(param), r[metric]) for r in rows if r.get("status") == "ok" and r.get(metric) is not None
+    ]
+    if points and all(as_number(x) is not None for x, _ in points):
+        pairs = sorted((as_number(x), float(y)) for x, y in points)
+        return [x for x, _ in pairs], [y for _, y in pairs]
     return [str(x) for x, _ in points], [float(y) for _, y in points]
 
 

@@ -30,7 +30,10 @@ def test_one_png_per_swept_parameter(tmp_path):
     plots, note = plot_sweep(ROWS, ["stage.lr", "model"], "val/acc", tmp_path)
     assert [p.name for p in plots] == ["sweep_stage.lr.png", "sweep_model.png"] and note is None
     assert all(min(png_size(p)) > 100 for p in plots)
-    assert plot_sweep(ROWS, ["stage.lr"], "test/acc", tmp_path) == ([], "no plot: no finished job logged test/acc")
+    assert plot_sweep(ROWS, ["stage.lr"], "test/acc", tmp_path) == (
+        [],
+        "no plot: no finished job logged test/acc",
+    )
 
 
 def _fake_multirun(root):
