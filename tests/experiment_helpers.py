@@ -21,10 +21,10 @@ TINY = ["model=tiny_qwen2_vl", "data=synthetic", "trainer=cpu", "precision=fp32"
 FAST = [*TINY, "trainer.max_steps=2"]
 
 
-def multirun(sweep_dir, data_dir, *sweep_args) -> subprocess.CompletedProcess:
-    """`python -m medvqa.run -m FAST ... sweep_args` in a subprocess, jobs under sweep_dir; must exit 0."""
+def multirun(sweep_dir, data_dir, *sweep_args, base=FAST) -> subprocess.CompletedProcess:
+    """`python -m medvqa.run -m base ... sweep_args` in a subprocess, jobs under sweep_dir; must exit 0."""
     env = os.environ | {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT_DIR)}
-    cmd = [sys.executable, "-m", "medvqa.run", "-m", *FAST, f"paths.data_dir={data_dir}",
+    cmd = [sys.executable, "-m", "medvqa.run", "-m", *base, f"paths.data_dir={data_dir}",
            f"hydra.sweep.dir={sweep_dir}", *sweep_args]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

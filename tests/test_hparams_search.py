@@ -7,7 +7,7 @@ import json
 import math
 
 import pytest
-from experiment_helpers import multirun, png_size
+from experiment_helpers import FAST, multirun, png_size
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -63,12 +63,14 @@ def test_the_issue_sweep_command_composes_every_combination():
 
 
 def _trials(sweep_dir) -> list[dict]:
-    """Each trial's sampled overrides and logged metrics, from its job folder."""
+    """Each trial's sampled overrides and logged val metrics (none for a failed one), from its job folder."""
     trials = []
-    for job in sorted(p for p in sweep_dir.iterdir() if p.name.isdigit()):
+    for job in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
         overrides = dict(o.split("=", 1) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml"))
-        metrics = json.loads((job / "metrics.json").read_text())
-        trials.append({"overrides": overrides, **metrics["val"]})
+        metrics = json.loads((job / "metrics.json").read_text()) if (job / "metrics.json").is_file() else {}
+        trials.append(
+            {"overrides": overrides, "failed": (job / "failed.json").is_file(), **metrics.get("val", {})}
+        )
     return trials
 
 
@@ -92,6 +94,23 @@ def test_an_optuna_search_runs_three_trials_and_reports_the_best(tmp_path, data_
     assert f"Optuna best: {results.best_value:.4g} at stage.lr=" in markdown
     assert [p.name for p in tmp_path.glob("sweep_*.png")] == ["sweep_stage.lr.png"]
     assert min(png_size(tmp_path / "sweep_stage.lr.png")) > 100
+
+
+def test_a_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, data_dir):
+    # batches of 0 samples make the DataLoader raise; the TPE seed samples 0 for trials 0-2 and 4 for trial 3.
+    # A searched key must not also be fixed (the Optuna sweeper drops it from the space): no batch_size in base
+    base = [a for a in FAST if not a.startswith("data.batch_size=")]
+    multirun(tmp_path, data_dir, "hparams_search=sft_lr", "hydra.sweeper.n_trials=4", "data.batch_size=choice(0,4)",
+             "optimized_metric=val/loss", "monitor_mode=min", base=base)  # fmt: skip
+    trials = _trials(tmp_path)
+    assert len(trials) == 4
+    for trial in trials:  # failed exactly when the batch size was 0
+        assert trial["failed"] == (trial["overrides"]["data.batch_size"] == "0")
+        assert ("val/loss" in trial) != trial["failed"]
+    assert 0 < sum(t["failed"] for t in trials) < 4
+    results = OmegaConf.load(tmp_path / "optimization_results.yaml")
+    assert results.best_params["data.batch_size"] == 4
+    assert results.best_value == min(t["val/loss"] for t in trials if not t["failed"])
 
 
 @pytest.mark.slow
