@@ -16,9 +16,9 @@ from medvqa.eval.sweep_plot import plot_sweep
 from medvqa.io import atomic_write_text
 
 
-def sweep(multirun_dir: Path, best_by: str | None = "test/closed_acc") -> str:
+def sweep(multirun_dir: Path, best_by: str | None = "test/closed_acc", mode: str = "max") -> str:
     rows, swept, metric_keys = gather(multirun_dir)
-    markdown = to_markdown(rows, swept, metric_keys, best_by)
+    markdown = to_markdown(rows, swept, metric_keys, best_by, mode)
     markdown += optuna_best(Path(multirun_dir))
     plots, note = plot_sweep(rows, swept, best_by, multirun_dir) if best_by else ([], None)
     markdown += "".join(f"\n![{p.stem}]({p.name})\n" for p in plots) + (f"\n{note}\n" if note else "")
@@ -44,11 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("sweep", help="gather a multirun folder into sweep.md and sweep.csv")
     p.add_argument("multirun_dir", type=Path)
+    p.add_argument("--best-by", default="test/closed_acc", help="metric named in the header line and plotted")
     p.add_argument(
-        "--best-by", default="test/closed_acc", help="metric named in the header line (max) and plotted"
+        "--mode", choices=["max", "min"], default="max", help="how --best-by improves (min: a loss)"
     )
     args = parser.parse_args(argv)
-    print(sweep(args.multirun_dir, args.best_by))
+    print(sweep(args.multirun_dir, args.best_by, args.mode))
     print(f"written: {args.multirun_dir / 'sweep.md'}, {args.multirun_dir / 'sweep.csv'}, sweep_<param>.png")
 
 

@@ -89,8 +89,8 @@ def test_an_optuna_search_runs_three_trials_and_reports_the_best(tmp_path, data_
     assert math.isclose(results.best_value, losses[best], rel_tol=1e-9)
     assert math.isclose(results.best_params["stage.lr"], lrs[best], rel_tol=1e-9)
     # the report gathers the trials, names the Optuna best and plots the loss against the one parameter
-    markdown = sweep(tmp_path, best_by="val/loss")
-    assert markdown.startswith("3 jobs: 3 ok, 0 failed")
+    markdown = sweep(tmp_path, best_by="val/loss", mode="min")
+    assert markdown.startswith(f"3 jobs: 3 ok, 0 failed; best val/loss = {losses[best]:.4g} at stage.lr=")
     assert f"Optuna best: {results.best_value:.4g} at stage.lr=" in markdown
     assert [p.name for p in tmp_path.glob("sweep_*.png")] == ["sweep_stage.lr.png"]
     assert min(png_size(tmp_path / "sweep_stage.lr.png")) > 100
