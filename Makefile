@@ -17,10 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e ".[dev,slurm]"
+	$(BIN)/pip install -q -e ".[dev,sweep,slurm]"
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install medvqa with dev tools
+install: $(VENV)/.installed  ## create .venv and install medvqa with dev tools, sweep (Optuna, plots) and slurm extras
 
 train: install  ## train the default (tiny Qwen2-VL + LoRA on synthetic data); ARGS="key=value ..."
 	$(BIN)/python -m medvqa.run $(ARGS)
@@ -31,7 +31,7 @@ curriculum: install  ## exp4_curriculum: easy -> medium -> hard on synthetic dat
 sweep: install  ## basic sweep over learning rate x seed (override with ARGS, e.g. ARGS="trainer.max_steps=50")
 	$(BIN)/python -m medvqa.run -m stage.lr=5e-4,1e-3,2e-3 seed=1,2 $(ARGS)
 
-report: install  ## gather a sweep into sweep.md + sweep.csv: make report DIR=multirun/<date>/<time>
+report: install  ## gather a sweep into sweep.md + sweep.csv + sweep_<param>.png plots: make report DIR=multirun/<date>/<time>
 	$(BIN)/python -m medvqa.report sweep $(or $(DIR),$$(ls -d multirun/*/* | tail -1))
 
 test: install  ## fast test suite (CPU, < 10 min)

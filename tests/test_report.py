@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 
 import pytest
-from experiment_helpers import TINY
+from experiment_helpers import multirun as _multirun
+from experiment_helpers import png_size
 
 from medvqa.report import main as report_main
 from medvqa.report import sweep
-from medvqa.run import ROOT_DIR
-
-FAST = [*TINY, "trainer.max_steps=2"]
-
-
-def _multirun(tmp_path, data_dir, *sweep_args):
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT_DIR)}
-    cmd = [sys.executable, "-m", "medvqa.run", "-m", *FAST, f"paths.data_dir={data_dir}",
-           f"hydra.sweep.dir={tmp_path}", *sweep_args]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
 
 
 def test_a_failed_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir, capsys):
@@ -41,6 +27,10 @@ def test_a_failed_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir
     assert 0.0 <= float(rows[1]["test/closed_acc"]) <= 1.0 and float(rows[1]["seconds"]) > 0
     out = capsys.readouterr().out
     assert out.startswith("2 jobs: 1 ok, 1 failed; best test/closed_acc") and "data.batch_size=4" in out
+    # one swept parameter, one plot (of the one finished job), linked from sweep.md
+    assert sorted(p.name for p in tmp_path.glob("sweep_*.png")) == ["sweep_data.batch_size.png"]
+    assert min(png_size(tmp_path / "sweep_data.batch_size.png")) > 100
+    assert "![sweep_data.batch_size](sweep_data.batch_size.png)" in (tmp_path / "sweep.md").read_text()
 
 
 @pytest.mark.slow
@@ -57,3 +47,6 @@ def test_a_two_by_two_sweep_gathers_four_rows(tmp_path, data_dir):
         ("0.003", "2"),
     }
     assert markdown.startswith("4 jobs: 4 ok, 0 failed")
+    # a plot per swept parameter
+    assert sorted(p.name for p in tmp_path.glob("sweep_*.png")) == ["sweep_seed.png", "sweep_stage.lr.png"]
+    assert all(min(png_size(p)) > 100 for p in tmp_path.glob("sweep_*.png"))

@@ -75,7 +75,7 @@ def _cell(value: Any) -> str:
 
 
 def to_markdown(
-    rows: list[dict], swept: list[str], metric_keys: list[str], best_by: str | None = None
+    rows: list[dict], swept: list[str], metric_keys: list[str], best_by: str | None = None, mode: str = "max"
 ) -> str:
     cols = columns(swept, metric_keys)
     lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
@@ -83,7 +83,8 @@ def to_markdown(
     ok = [r for r in rows if r["status"] == "ok"]
     head = f"{len(rows)} jobs: {len(ok)} ok, {sum(r['status'] == 'failed' for r in rows)} failed"
     if best_by and any(best_by in r for r in ok):
-        best = max((r for r in ok if best_by in r), key=lambda r: r[best_by])
+        pick = min if mode == "min" else max  # min for a loss
+        best = pick((r for r in ok if best_by in r), key=lambda r: r[best_by])
         head += f"; best {best_by} = {_cell(best[best_by])} at " + ", ".join(
             f"{k}={best.get(k)}" for k in swept
         )
