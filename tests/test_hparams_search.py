@@ -16,8 +16,6 @@ from omegaconf import OmegaConf
 from medvqa.report import sweep
 from medvqa.run import CONF_DIR, compose_config
 
-pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the `sweep` extra is not installed")
-
 
 def _hydra_cfg(overrides: list[str]):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
+import submitit  # the `slurm` extra; make install installs it
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from medvqa.run import CONF_DIR
-
-submitit = pytest.importorskip("submitit", reason="pip install -e '.[slurm]'")
 
 
 def render_sbatch(overrides: list[str], tmp_path, monkeypatch) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-import pytest
 from experiment_helpers import png_size
 from omegaconf import OmegaConf
 
@@ -54,7 +53,6 @@ def test_the_report_writes_its_tables_and_says_so_when_matplotlib_is_missing(tmp
 
 
 def test_the_report_names_the_optuna_best(tmp_path):
-    pytest.importorskip("matplotlib")
     _fake_multirun(tmp_path)
     OmegaConf.save(
         OmegaConf.create({"name": "optuna", "best_params": {"stage.lr": 0.002}, "best_value": 0.75}),

