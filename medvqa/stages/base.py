@@ -54,6 +54,7 @@ class VLMStage(L.LightningModule):
         self.param_groups, self.gradient_checkpointing = param_groups, gradient_checkpointing
         self._window_items: torch.Tensor | None = None  # loss items (answer tokens, pairs) in this window
         self._window_ref: float | None = None  # the first micro-batch's item count: the loss scale
+        self._window_calls = 0  # window_mean calls in this window (an upper bound on its micro-batches)
         self.scores = torch.nn.ModuleDict({"val": VQAScores(), "test": VQAScores()})
         self.predictions: list[dict[str, Any]] = []
         self.strict_loading = False  # checkpoints hold only trainable weights (see on_save_checkpoint)
@@ -102,22 +103,23 @@ class VLMStage(L.LightningModule):
             # across devices the constant must be the same everywhere: the raw sum (1.0) is
             self._window_ref = max(float(count), 1.0) if self.trainer.world_size == 1 else 1.0
         self._window_items = self._window_items + count
+        self._window_calls += 1
         return total / self._window_ref
 
     def reset_window(self) -> None:
         """Forget the window's item count (after its gradients were dropped, e.g. by the OOM guard)."""
-        self._window_items, self._window_ref = None, None
+        self._window_items, self._window_ref, self._window_calls = None, None, 0
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self._window_items is None:  # the stage returned a plain mean: Lightning's 1/k is already right
+            return
+        if self.trainer.world_size == self.trainer.accumulate_grad_batches == self._window_calls == 1:
+            self.reset_window()  # one whole micro-batch: the factor below is exactly 1, skip the rescale
             return
         items = self._window_items
         if self.trainer.world_size > 1:  # DDP averages gradients over ranks: count items over all of them
             items = self.trainer.strategy.reduce(items, reduce_op="sum") / self.trainer.world_size
         factor = self.trainer.accumulate_grad_batches * self._window_ref / items.clamp_min(1e-12)
-        if self.trainer.world_size == 1 and float(factor) == 1.0:  # one whole micro-batch: nothing to rescale
-            self.reset_window()
-            return
         for group in optimizer.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
