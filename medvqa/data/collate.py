@@ -134,11 +134,17 @@ class VQACollator:
         pad = {"input_ids": self.tokenizer.pad_token_id}
         out = {}
         for k in token_keys:
-            tail = answer if k == "input_ids" else torch.full_like(answer, ANSWER_FILL.get(k, 0))
+            tail = token_tail(k, answer)
             joined = torch.cat([enc[k], tail.to(enc[k].dtype)], dim=1).gather(1, src)
             out[k] = joined.masked_fill(~(in_prompt | in_answer), pad.get(k, 0))
         out["labels"] = out["input_ids"].masked_fill(~in_answer, IGNORE_INDEX)
         return out
+
+
+def token_tail(key: str, ids: torch.Tensor) -> torch.Tensor:
+    """What per-token field `key` holds over tokens `ids` appended to a prompt (an answer here, a sampled
+    completion in GRPO): the ids themselves for input_ids, else the field's ANSWER_FILL value."""
+    return ids if key == "input_ids" else torch.full_like(ids, ANSWER_FILL.get(key, 0))
 
 
 def mm_token_types(processor, input_ids: torch.Tensor) -> torch.Tensor:

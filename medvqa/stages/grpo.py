@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from medvqa.data.collate import ANSWER_FILL
+from medvqa.data.collate import token_tail
 from medvqa.losses.dpo import token_logps
 from medvqa.losses.grpo import group_advantages, grpo_loss
 from medvqa.rewards import WeightedRewards
@@ -189,8 +189,7 @@ class GRPOModule(VLMStage):
         prompt_shape = inputs["input_ids"].shape
         # per-token inputs grow by the completion: ids, attention mask, token types (filled as the collator does)
         for key in [k for k, v in inputs.items() if torch.is_tensor(v) and v.shape == prompt_shape]:
-            fill = {"input_ids": ids, "attention_mask": mask}.get(key)
-            fill = torch.full_like(ids, ANSWER_FILL.get(key, 0)) if fill is None else fill
+            fill = mask if key == "attention_mask" else token_tail(key, ids)
             inputs[key] = torch.cat([inputs[key], fill], dim=1)
         length = ids.shape[1]
         logits = self.model(**inputs, logits_to_keep=length + 1, use_cache=False).logits[:, :-1]
