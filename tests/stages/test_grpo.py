@@ -214,3 +214,35 @@ def test_completion_logps_equal_the_sampler_distribution(tiny):
         trained = module.completion_logps(rollout)
     mask = rollout.mask.bool()
     assert torch.allclose(trained[mask], sampled[mask], atol=1e-4)
+
+
+def _fake_ranks(module, world_size=2, accumulate=1):
+    """A Trainer stand-in for `world_size` ranks whose other ranks hold this rank's rollout again: the
+    strategy's sum-reduce multiplies by world_size (what DDP's all-reduce of identical ranks gives)."""
+
+    def reduce(tensor, reduce_op="mean"):
+        assert reduce_op == "sum"
+        return tensor * world_size
+
+    module._trainer = SimpleNamespace(
+        world_size=world_size, accumulate_grad_batches=accumulate, strategy=SimpleNamespace(reduce=reduce)
+    )
+    module.window_mean = lambda total, count: total / count
+    module.log_step = lambda *args, **kwargs: None
+
+
+def test_batch_scaling_uses_every_ranks_rewards(tiny):
+    """scale_rewards=batch under 2 ranks: the std is that of both ranks' 12 rewards, not of this rank's 6."""
+    vlm = tiny("qwen2_vl")
+    module = _module(vlm, scale_rewards="batch")
+    _fake_ranks(module)
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])  # groups (1, 0, 0) and (1, 1, 0)
+    module.score = lambda rollout: rewards.unsqueeze(1)
+    from medvqa.losses import grpo as losses
+
+    with mock.patch("medvqa.stages.grpo.grpo_loss", wraps=losses.grpo_loss) as loss:
+        module.training_step(VQACollator(vlm.processor)(_items()), 0)
+    advantages = loss.call_args.args[2]
+    centred = torch.tensor([2, -1, -1, 1, 1, -2]) / 3
+    both = torch.cat([rewards, rewards]).std()  # 0.5222, where this rank alone has 0.5477
+    assert advantages.tolist() == pytest.approx((centred / (both + 1e-4)).tolist(), abs=1e-6)
