@@ -144,8 +144,8 @@ class GRPOModule(VLMStage):
             if self.dynamic_sampling:  # DAPO: prompts whose completions all scored the same are drawn again
                 rollout = self.resample_flat_groups(rollout)
             total = self.rewards.total(rollout.rewards)  # (N,) weighted sum
-            batch_std = self.batch_statistics(rollout, total)  # std over every rank's rewards
-            advantages = group_advantages(total, self.num_generations, self.scale_rewards, batch_std=batch_std)
+            std = self.batch_statistics(rollout, total)  # of every rank's rewards, for scale_rewards=batch
+            advantages = group_advantages(total, self.num_generations, self.scale_rewards, batch_std=std)
             rollout.advantages = advantages.to(self.device)  # (N,)
             if self.num_iterations > 1:  # later iterations compare with the sampling-time policy
                 rollout.old_logp = self.old_logps(rollout)

@@ -246,3 +246,26 @@ def test_batch_scaling_uses_every_ranks_rewards(tiny):
     centred = torch.tensor([2, -1, -1, 1, 1, -2]) / 3
     both = torch.cat([rewards, rewards]).std()  # 0.5222, where this rank alone has 0.5477
     assert advantages.tolist() == pytest.approx((centred / (both + 1e-4)).tolist(), abs=1e-6)
+
+
+def test_flat_groups_warn_once_per_stretch_naming_the_knob(tiny, caplog):
+    """Every group flat for 12 optimizer steps (accumulation 2): one warning, after 10 steps' rollouts; none
+    while the share is lower; a new stretch warns again."""
+    module = _module(tiny("qwen2_vl"))
+    _fake_ranks(module, world_size=1, accumulate=2)
+    rollout = SimpleNamespace(stats={})
+    flat, mixed = torch.ones(6), torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    with caplog.at_level("WARNING", logger="medvqa.stages.grpo"):
+        for _ in range(19):
+            module.batch_statistics(rollout, flat)
+        assert not caplog.records  # 19 micro-batches: not yet 10 optimizer steps
+        for _ in range(5):
+            module.batch_statistics(rollout, flat)
+        assert len(caplog.records) == 1 and "stage.dynamic_sampling=true" in caplog.records[0].getMessage()
+        assert rollout.stats["frac_reward_zero_std"] == 1.0
+        for _ in range(20):
+            module.batch_statistics(rollout, mixed)
+        assert len(caplog.records) == 1 and rollout.stats["frac_reward_zero_std"] == 0.0
+        for _ in range(20):
+            module.batch_statistics(rollout, flat)
+    assert len(caplog.records) == 2
