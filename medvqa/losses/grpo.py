@@ -14,13 +14,19 @@ LOSS_TYPES = ("grpo", "dapo", "bnpo", "dr_grpo")
 
 
 def group_advantages(
-    rewards: torch.Tensor, num_generations: int, scale: str = "group", eps: float = 1e-4
+    rewards: torch.Tensor,
+    num_generations: int,
+    scale: str = "group",
+    eps: float = 1e-4,
+    batch_std: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """rewards (N,) -> advantages (N,): each reward minus its group's mean, divided by
 
     - `group`: the group's standard deviation (GRPO), - `batch`: the whole batch's standard deviation,
-    - `none`: nothing (Dr. GRPO: std scaling over-weights groups that are nearly all right or all wrong).
-    Standard deviations are unbiased (n - 1); `eps` keeps a group with equal rewards at exactly 0, not NaN.
+    `batch_std` (a scalar; the stage passes the std over every rank's rewards, `std_from_sums`), else
+    these N rewards' own, - `none`: nothing (Dr. GRPO: std scaling over-weights groups that are nearly all
+    right or all wrong). Standard deviations are unbiased (n - 1); `eps` keeps a group with equal rewards
+    at exactly 0, not NaN.
     """
     if scale not in SCALES:
         raise ValueError(f"stage.scale_rewards={scale!r}; choose one of {', '.join(SCALES)}")
@@ -33,8 +39,30 @@ def group_advantages(
     if scale == "group":
         centred = centred / (groups.std(dim=1, keepdim=True) + eps)
     elif scale == "batch":
-        centred = centred / (rewards.float().std() + eps) if rewards.numel() > 1 else centred
+        std = std_from_sums(reward_sums(rewards)) if batch_std is None else batch_std
+        centred = centred / (std.to(centred) + eps)
     return centred.view(-1)
+
+
+def reward_sums(rewards: torch.Tensor) -> torch.Tensor:
+    """rewards (N,) -> (3,) float64 (count, sum, sum of squares): summed over ranks (one all-reduce, any
+    N per rank) they give the whole batch's std through `std_from_sums`."""
+    r = rewards.detach().double().reshape(-1)
+    return torch.stack([r.new_tensor(float(r.numel())), r.sum(), (r * r).sum()])
+
+
+def std_from_sums(sums: torch.Tensor) -> torch.Tensor:
+    """(count, sum, sum of squares) (3,) -> the unbiased std (), float32; 0 for fewer than two rewards."""
+    n, total, squares = sums.double().unbind()
+    var = (squares - total * total / n.clamp(min=1)) / (n - 1).clamp(min=1)
+    return var.clamp(min=0).sqrt().float()
+
+
+def zero_std_groups(rewards: torch.Tensor, num_generations: int, tol: float = 1e-6) -> torch.Tensor:
+    """rewards (N,) -> (N / G,) bool: groups whose completions all scored the same (zero advantage, no
+    gradient)."""
+    groups = rewards.float().view(-1, num_generations)
+    return (groups.max(dim=1).values - groups.min(dim=1).values) <= tol
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

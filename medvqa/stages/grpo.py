@@ -5,13 +5,19 @@ backward, gradient accumulation, clipping and the optimizer.
 With `num_iterations` > 1 each rollout is optimised that many times (the policy ratio then moves away from
 1 and clipping acts): the first optimizer step of a cycle samples fresh rollouts, one per micro-batch, and
 the next `num_iterations - 1` optimizer steps replay them (their own dataloader batches go unused).
+
+`scale_rewards=batch` divides by the std over every rank's rewards of this micro-batch step (TRL: over
+the gathered generation batch). Rollouts are sampled one micro-batch at a time, so the later micro-batches
+of an accumulation window do not exist yet when the first one's advantages are needed: "the batch" is one
+micro-batch on all ranks, and a whole window as TRL has it is `data.batch_size` x 1 accumulation.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +25,13 @@ import torch
 
 from medvqa.data.collate import token_tail
 from medvqa.losses.dpo import token_logps
-from medvqa.losses.grpo import group_advantages, grpo_loss
+from medvqa.losses.grpo import group_advantages, grpo_loss, reward_sums, std_from_sums, zero_std_groups
 from medvqa.rewards import WeightedRewards
 from medvqa.rewards.tags import INSTRUCTION, answer_text
 from medvqa.stages.base import VLMStage, prompt_inputs
+from medvqa.stages.grpo_sampling import FlatGroupWatch, group_rows, select_rows, splice
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = {"format": 0.5, "answer_match": 1.0, "plane_match": 0.25, "modality_match": 0.25,
                    "caption_alignment": 0.25}  # fmt: skip
@@ -41,6 +50,7 @@ class Rollout:
     rewards: torch.Tensor | None = None  # (N, K) raw rewards, NaN where one does not apply
     advantages: torch.Tensor | None = None  # (N,)
     old_logp: torch.Tensor | None = None  # (N, L) sampling-time log-probs (num_iterations > 1)
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)  # sampling statistics, logged with the step
 
 
 def repeat_rows(inputs: dict[str, Any], n: int) -> dict[str, Any]:
@@ -88,6 +98,8 @@ class GRPOModule(VLMStage):
         epsilon_high: float = 0.2,
         loss_type: str = "dapo",
         num_iterations: int = 1,
+        dynamic_sampling: bool = False,
+        max_resample_rounds: int = 3,
         log_completions_every_n_steps: int = 50,
         **kwargs,  # VLMStage's: scheduler, max_new_tokens, param_groups, gradient_checkpointing, lr
     ):
@@ -102,7 +114,9 @@ class GRPOModule(VLMStage):
         self.rewards = WeightedRewards(reward_weights or DEFAULT_WEIGHTS, reward_options)
         self.scale_rewards, self.beta, self.loss_type = scale_rewards, beta, loss_type
         self.epsilon_low, self.epsilon_high, self.num_iterations = epsilon_low, epsilon_high, num_iterations
+        self.dynamic_sampling, self.max_resample_rounds = dynamic_sampling, max_resample_rounds
         self.log_completions_every_n_steps = log_completions_every_n_steps
+        self.flat_watch: FlatGroupWatch | None = None  # built on first use: its window counts micro-batches
         # bad settings fail here, not after the first rollout
         group_advantages(torch.zeros(num_generations), num_generations, scale_rewards)
         self.end_ids = _end_ids(model, processor)
@@ -127,9 +141,12 @@ class GRPOModule(VLMStage):
         if rollout is None:
             rollout = self.sample(batch)  # G completions per prompt, one batched generate call
             rollout.rewards = self.score(rollout)  # (N, K) each reward
+            if self.dynamic_sampling:  # DAPO: prompts whose completions all scored the same are drawn again
+                rollout = self.resample_flat_groups(rollout)
             total = self.rewards.total(rollout.rewards)  # (N,) weighted sum
-            advantages = group_advantages(total, self.num_generations, self.scale_rewards)  # (N,)
-            rollout.advantages = advantages.to(self.device)
+            std = self.batch_statistics(rollout, total)  # of every rank's rewards, for scale_rewards=batch
+            advantages = group_advantages(total, self.num_generations, self.scale_rewards, batch_std=std)
+            rollout.advantages = advantages.to(self.device)  # (N,)
             if self.num_iterations > 1:  # later iterations compare with the sampling-time policy
                 rollout.old_logp = self.old_logps(rollout)
             self.remember(rollout)
@@ -149,6 +166,14 @@ class GRPOModule(VLMStage):
     def sample(self, batch: dict[str, Any]) -> Rollout:
         """Sample num_generations completions per prompt in one batched `generate` (KV cache on), dropout off."""
         inputs = repeat_rows(prompt_inputs(batch), self.num_generations)
+        fields = {
+            k: [v for v in values for _ in range(self.num_generations)] for k, values in batch["meta"].items()
+        }
+        return self.rollout_from(inputs, fields)
+
+    @torch.no_grad()
+    def rollout_from(self, inputs: dict[str, Any], fields: dict[str, list]) -> Rollout:
+        """One completion per row of `inputs` (prompts already repeated), sampled in one `generate` call."""
         was_training = self.model.training
         self.model.eval()
         out = self.model.generate(**inputs, **self.sampling, max_new_tokens=self.max_completion_length,
@@ -159,14 +184,64 @@ class GRPOModule(VLMStage):
         texts = self.processor.tokenizer.batch_decode(
             ids.masked_fill(mask == 0, self.pad_id), skip_special_tokens=True
         )
-        fields = {
-            k: [v for v in values for _ in range(self.num_generations)] for k, values in batch["meta"].items()
-        }
         truncated = ~torch.isin(ids, torch.tensor(self.end_ids, device=ids.device)).any(dim=1)
         return Rollout(inputs, ids, mask, [t.strip() for t in texts], fields, truncated)
 
     def score(self, rollout: Rollout) -> torch.Tensor:
         return self.rewards.score(rollout.texts, rollout.fields)
+
+    @torch.no_grad()
+    def resample_flat_groups(self, rollout: Rollout) -> Rollout:
+        """DAPO's dynamic sampling: the prompts whose group scored all the same are sampled again, up to
+        `max_resample_rounds` times, until their group's rewards differ; groups still flat after that are
+        kept (advantage 0) and counted. Rounds are decided per rank (no collective inside the loop)."""
+        first = zero_std_groups(self.rewards.total(rollout.rewards), self.num_generations)
+        for _ in range(self.max_resample_rounds):
+            flat = zero_std_groups(self.rewards.total(rollout.rewards), self.num_generations)
+            if not flat.any():
+                break
+            rows = group_rows(flat, self.num_generations)
+            fresh = self.rollout_from(select_rows(rollout.inputs, rows),
+                                      {k: [v[i] for i in rows.tolist()] for k, v in rollout.fields.items()})  # fmt: skip
+            fresh.rewards = self.score(fresh)
+            rollout.completion_ids = splice(rollout.completion_ids, rows, fresh.completion_ids, self.pad_id)
+            rollout.mask = splice(rollout.mask, rows, fresh.mask, 0)
+            rollout.truncated = splice(rollout.truncated, rows, fresh.truncated, 0)
+            rollout.rewards = splice(rollout.rewards, rows, fresh.rewards, 0)
+            for i, text in zip(rows.tolist(), fresh.texts, strict=True):
+                rollout.texts[i] = text
+        rollout.stats["frac_reward_zero_std_sampled"] = first.float().mean()  # before resampling
+        return rollout
+
+    def batch_statistics(self, rollout: Rollout, total: torch.Tensor) -> torch.Tensor:
+        """The std of every rank's rewards (for scale_rewards=batch) and, into `rollout.stats`, the share of
+        flat groups over all ranks, from one all-reduce of 5 numbers; warns when that share stays high."""
+        flat = zero_std_groups(total, self.num_generations)
+        sums = torch.cat([reward_sums(total), torch.tensor([flat.sum(), flat.numel()], dtype=torch.float64)])
+        if self._trainer is not None and self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
+        frac = float(sums[3] / sums[4])
+        rollout.stats["frac_reward_zero_std"] = torch.tensor(frac)
+        if self.dynamic_sampling:
+            rollout.stats["flat_groups_kept"] = sums[3].float()
+        self.warn_if_flat(frac)
+        return std_from_sums(sums[:3])
+
+    def warn_if_flat(self, frac: float) -> None:
+        """A warning (once per stretch) when most groups have been flat over the last 10 optimizer steps."""
+        if self.flat_watch is None:
+            accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
+            self.flat_watch = FlatGroupWatch(threshold=0.9, window=10 * accumulate)
+        mean = self.flat_watch.update(frac)
+        if mean is not None:
+            log.warning(
+                "train/frac_reward_zero_std averaged %.2f over the last 10 steps: most prompts' completions "
+                "all score the same, so their advantages are 0 and the loss gives almost no gradient. Resample "
+                "them with stage.dynamic_sampling=true (up to stage.max_resample_rounds), or make groups differ: "
+                "higher stage.temperature or stage.num_generations, a graded reward (e.g. "
+                "stage.reward_weights.format), or data the policy neither always gets right nor always wrong",
+                mean,
+            )
 
     def policy_logps(self, rollout: Rollout) -> torch.Tensor:
         return self.completion_logps(rollout)
@@ -212,13 +287,11 @@ class GRPOModule(VLMStage):
     def log_step(self, rollout: Rollout, loss: torch.Tensor, stats: dict[str, torch.Tensor]) -> None:
         total = self.rewards.total(rollout.rewards)
         lengths = rollout.mask.sum(dim=1).float()
-        groups = total.view(-1, self.num_generations)
         values = {
             "train/loss": loss.detach(),
             "train/reward": total.mean(),  # the weighted total
             "train/reward_std": total.std(),
             "train/advantage_std": rollout.advantages.std(),
-            "train/frac_groups_zero_std": (groups.std(dim=1) < 1e-6).float().mean(),
             "train/completion_length": lengths.mean(),
             "train/completion_length_max": lengths.max(),
             "train/truncated_fraction": rollout.truncated.float().mean(),
@@ -227,7 +300,7 @@ class GRPOModule(VLMStage):
             column = rollout.rewards[:, k]
             if not column.isnan().all():
                 values[f"train/reward_{name}"] = column.nanmean()
-        values |= {f"train/{k}": v for k, v in stats.items()}
+        values |= {f"train/{k}": v for k, v in (rollout.stats | stats).items()}
         self.log_dict(values, batch_size=len(rollout.texts) // self.num_generations)
         every = self.log_completions_every_n_steps
         if every and self.global_step % every == 0 and self._slot == 0:  # once per optimizer step

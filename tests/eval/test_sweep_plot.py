@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
+import matplotlib.pyplot as plt
 from experiment_helpers import png_size
 from omegaconf import OmegaConf
 
-from medvqa.eval.sweep_plot import plot_sweep, series
+from medvqa.eval.sweep_plot import axis_kind, plot_sweep, series, sweep_figure
 from medvqa.report import sweep
 
 ROWS = [
@@ -33,6 +34,45 @@ def test_one_png_per_swept_parameter(tmp_path):
         [],
         "no plot: no finished job logged test/acc",
     )
+
+
+def _rows(param, values):
+    return [{"status": "ok", param: str(v), "val/acc": 0.5 + 0.1 * i} for i, v in enumerate(values)]
+
+
+def _axes(param, values):
+    figure = sweep_figure(_rows(param, values), param, "val/acc")
+    ax = figure.axes[0]
+    figure.canvas.draw()  # tick labels are filled in at draw time
+    plt.close(figure)
+    return ax, [t.get_text() for t in ax.get_xticklabels()], list(ax.lines[0].get_xdata())
+
+
+def test_log_spaced_learning_rates_get_a_log_axis_labelled_at_the_swept_values():
+    ax, labels, _ = _axes("stage.lr", ["0.001", "1e-4", "3e-4"])
+    assert ax.get_xscale() == "log" and labels == ["1e-4", "3e-4", "1e-3"]
+    assert not [t for t in ax.get_xticklabels(minor=True) if t.get_text()]  # no crowded minor labels
+    ax, labels, _ = _axes("stage.optimizer.lr", ["1e-4", "2e-4"])  # under 10x, but a learning rate
+    assert ax.get_xscale() == "log" and labels == ["1e-4", "2e-4"]
+    ax, labels, _ = _axes("stage.beta", ["0.01", "0.1", "1.0"])  # spans 100x: log by its values
+    assert ax.get_xscale() == "log" and labels == ["0.01", "0.1", "1"]
+
+
+def test_integer_knobs_sit_evenly_on_a_categorical_axis():
+    ax, labels, xs = _axes("seed", ["10", "1", "2"])
+    assert ax.get_xscale() == "linear" and labels == ["1", "2", "10"] and xs == [0, 1, 2]
+    ax, labels, xs = _axes("stage.temperature", ["0.5", "0.8", "1.0"])  # a plain range stays numeric
+    assert ax.get_xscale() == "linear" and xs == [0.5, 0.8, 1.0]
+
+
+def test_axis_kind_from_values_and_name():
+    assert axis_kind("stage.lr", [1e-4, 2e-4]) == "log"
+    assert axis_kind("learning_rate", [1e-4, 2e-4]) == "log"
+    assert axis_kind("stage.epsilon_low", [0.1, 2.0]) == "log"
+    assert axis_kind("stage.epsilon_low", [0.1, 0.3]) == "linear"
+    assert axis_kind("stage.beta", [0.0, 0.1]) == "linear"  # a zero cannot sit on a log axis
+    assert axis_kind("seed", [0.0, 1.0, 2.0]) == "category"
+    assert axis_kind("model", ["a", "b"]) == "category"
 
 
 def _fake_multirun(root):

@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from medvqa.losses.grpo import aggregate, clipped_objective, group_advantages, grpo_loss, k3_kl
+from medvqa.losses.grpo import (
+    aggregate,
+    clipped_objective,
+    group_advantages,
+    grpo_loss,
+    k3_kl,
+    reward_sums,
+    std_from_sums,
+)
 
 
 def test_group_with_equal_rewards_has_zero_advantage_not_nan():
@@ -25,6 +33,20 @@ def test_batch_std_and_no_scaling():
     assert group_advantages(rewards, 2, "none").tolist() == [0.5, -0.5, 0.0, 0.0]
     # batch unbiased std: mean 1.75, squares 0.5625 + 3.0625 + 1.5625 + 1.5625 = 6.75, / 3 = 2.25 -> 1.5
     assert group_advantages(rewards, 2, "batch", eps=0.0).tolist() == pytest.approx([1 / 3, -1 / 3, 0.0, 0.0])
+
+
+def test_batch_std_given_from_the_whole_batch():
+    """The micro-batch (1, 0, 3, 3) is one rank's part of a batch whose other rank holds (1, 1, 1, 1): the std
+    is the whole batch's, from the summed (count, sum, sum of squares) of both ranks."""
+    mine, other = torch.tensor([1.0, 0.0, 3.0, 3.0]), torch.tensor([1.0, 1.0, 1.0, 1.0])
+    assert reward_sums(mine).tolist() == [4.0, 7.0, 19.0]
+    # all 8: mean 11/8, sum of squares 23, unbiased var (23 - 121/8) / 7 = 63/56 = 1.125 -> std 1.0606602
+    std = std_from_sums(reward_sums(mine) + reward_sums(other))
+    assert float(std) == pytest.approx(math.sqrt(1.125))
+    adv = group_advantages(mine, 2, "batch", eps=0.0, batch_std=std)
+    assert adv.tolist() == pytest.approx([0.5 / 1.0606602, -0.5 / 1.0606602, 0.0, 0.0], abs=1e-6)
+    assert float(std_from_sums(reward_sums(mine))) == pytest.approx(1.5)  # one rank alone: today's number
+    assert float(std_from_sums(reward_sums(torch.tensor([2.0])))) == 0.0  # one reward: no spread, not NaN
 
 
 def test_group_shape_errors_name_the_key():

@@ -214,3 +214,58 @@ def test_completion_logps_equal_the_sampler_distribution(tiny):
         trained = module.completion_logps(rollout)
     mask = rollout.mask.bool()
     assert torch.allclose(trained[mask], sampled[mask], atol=1e-4)
+
+
+def _fake_ranks(module, world_size=2, accumulate=1):
+    """A Trainer stand-in for `world_size` ranks whose other ranks hold this rank's rollout again: the
+    strategy's sum-reduce multiplies by world_size (what DDP's all-reduce of identical ranks gives)."""
+
+    def reduce(tensor, reduce_op="mean"):
+        assert reduce_op == "sum"
+        return tensor * world_size
+
+    module._trainer = SimpleNamespace(
+        world_size=world_size, accumulate_grad_batches=accumulate, strategy=SimpleNamespace(reduce=reduce)
+    )
+    module.window_mean = lambda total, count: total / count
+    module.log_step = lambda *args, **kwargs: None
+
+
+def test_batch_scaling_uses_every_ranks_rewards(tiny):
+    """scale_rewards=batch under 2 ranks: the std is that of both ranks' 12 rewards, not of this rank's 6."""
+    vlm = tiny("qwen2_vl")
+    module = _module(vlm, scale_rewards="batch")
+    _fake_ranks(module)
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])  # groups (1, 0, 0) and (1, 1, 0)
+    module.score = lambda rollout: rewards.unsqueeze(1)
+    from medvqa.losses import grpo as losses
+
+    with mock.patch("medvqa.stages.grpo.grpo_loss", wraps=losses.grpo_loss) as loss:
+        module.training_step(VQACollator(vlm.processor)(_items()), 0)
+    advantages = loss.call_args.args[2]
+    centred = torch.tensor([2, -1, -1, 1, 1, -2]) / 3
+    both = torch.cat([rewards, rewards]).std()  # 0.5222, where this rank alone has 0.5477
+    assert advantages.tolist() == pytest.approx((centred / (both + 1e-4)).tolist(), abs=1e-6)
+
+
+def test_flat_groups_warn_once_per_stretch_naming_the_knob(tiny, caplog):
+    """Every group flat for 12 optimizer steps (accumulation 2): one warning, after 10 steps' rollouts; none
+    while the share is lower; a new stretch warns again."""
+    module = _module(tiny("qwen2_vl"))
+    _fake_ranks(module, world_size=1, accumulate=2)
+    rollout = SimpleNamespace(stats={})
+    flat, mixed = torch.ones(6), torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    with caplog.at_level("WARNING", logger="medvqa.stages.grpo"):
+        for _ in range(19):
+            module.batch_statistics(rollout, flat)
+        assert not caplog.records  # 19 micro-batches: not yet 10 optimizer steps
+        for _ in range(5):
+            module.batch_statistics(rollout, flat)
+        assert len(caplog.records) == 1 and "stage.dynamic_sampling=true" in caplog.records[0].getMessage()
+        assert rollout.stats["frac_reward_zero_std"] == 1.0
+        for _ in range(20):
+            module.batch_statistics(rollout, mixed)
+        assert len(caplog.records) == 1 and rollout.stats["frac_reward_zero_std"] == 0.0
+        for _ in range(20):
+            module.batch_statistics(rollout, flat)
+    assert len(caplog.records) == 2

@@ -18,7 +18,7 @@ TINY = ["model.hidden_size=32", "model.num_layers=1", "model.vision_depth=1", "m
 GRPO_LOGGED = {"train/loss", "train/reward", "train/reward_std", "train/advantage_std", "train/kl",
                "train/clip_fraction", "train/clip_low", "train/clip_high", "train/completion_length",
                "train/completion_length_max", "train/truncated_fraction", "train/reward_answer_match",
-               "train/reward_format", "train/frac_groups_zero_std"}  # fmt: skip
+               "train/reward_format", "train/frac_reward_zero_std"}  # fmt: skip
 DPO_LOGGED = {
     "train/loss",
     "train/reward_margin",
@@ -62,6 +62,67 @@ def test_grpo_fits_with_gradient_accumulation_and_logs_everything(tmp_path, data
     )
     # the format reward is on, so the prompt asked for the structure
     assert datamodule.collator().instruction and "<answer>" in datamodule.collator().instruction
+
+
+GRPO_SHORT = [*TINY, "stage=grpo", "stage.num_generations=2", "stage.max_completion_length=3", "stage.scheduler=null",
+              "stage.reward_weights.format=0.0"]  # fmt: skip
+
+
+def _reward(module, fn):
+    """Replace answer_match's reward (the only one on) with fn(completions, call) -> list[float]."""
+    calls = []
+
+    def reward(completions, **_):
+        calls.append(len(completions))
+        return fn(completions, len(calls))
+
+    module.rewards.fns[module.rewards.names.index("answer_match")] = reward
+    return calls
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_dynamic_sampling_resamples_a_flat_group_through_fit(tmp_path, data_dir, dynamic):
+    """The first prompt's group scores all 0 on the first draw (the others differ within the group): with
+    stage.dynamic_sampling=true only that prompt is sampled again, its new group differs, and the step's
+    logged frac_reward_zero_std drops from 1/4 to 0."""
+    overrides = [
+        *GRPO_SHORT,
+        f"paths.data_dir={data_dir}",
+        "trainer.max_steps=1",
+        f"stage.dynamic_sampling={dynamic}",
+    ]
+    _, _, datamodule, module, trainer = _fit(overrides, tmp_path)
+    # adjacent rows form a group of 2: i % 2 always differs within it; the first draw's first group is flat
+    calls = _reward(
+        module, lambda c, call: [0.0 if call == 1 and i < 2 else float(i % 2) for i in range(len(c))]
+    )
+    with mock.patch.object(module, "rollout_from", wraps=module.rollout_from) as draw:
+        trainer.fit(module, datamodule=datamodule)
+    metrics = trainer.callback_metrics
+    if not dynamic:
+        assert draw.call_count == 1 and calls == [8]
+        assert metrics["train/frac_reward_zero_std"] == pytest.approx(0.25)
+        return
+    assert draw.call_count == 2 and calls == [8, 2]  # 4 prompts x 2, then the flat prompt's 2 rows
+    again = draw.call_args_list[1].args
+    assert again[0]["input_ids"].shape[0] == 2 and len(set(again[1]["id"])) == 1
+    assert again[1]["id"][0] == draw.call_args_list[0].args[1]["id"][0]  # the first prompt, drawn again
+    assert metrics["train/frac_reward_zero_std_sampled"] == pytest.approx(0.25)
+    assert metrics["train/frac_reward_zero_std"] == 0.0 and metrics["train/flat_groups_kept"] == 0.0
+
+
+def test_groups_still_flat_after_the_resample_limit_are_kept_and_counted(tmp_path, data_dir):
+    """A reward that never differs: the rollout is drawn 1 + max_resample_rounds times, then its flat groups
+    are kept (advantage 0) and logged as flat_groups_kept."""
+    overrides = [*GRPO_SHORT, f"paths.data_dir={data_dir}", "trainer.max_steps=1", "data.batch_size=2",
+                 "stage.dynamic_sampling=true", "stage.max_resample_rounds=2"]  # fmt: skip
+    _, _, datamodule, module, trainer = _fit(overrides, tmp_path)
+    calls = _reward(module, lambda c, call: [1.0] * len(c))
+    trainer.fit(module, datamodule=datamodule)
+    assert calls == [4, 4, 4]
+    assert trainer.callback_metrics["train/flat_groups_kept"] == 2.0
+    assert trainer.callback_metrics["train/frac_reward_zero_std"] == 1.0
+    assert trainer.callback_metrics["train/advantage_std"] == 0.0
 
 
 def test_dpo_fits_on_mined_and_on_policy_pairs(tmp_path, data_dir):
