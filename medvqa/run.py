@@ -22,6 +22,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from medvqa.callbacks.batch_size_finder import accumulation_for
+from medvqa.cli import user_errors
 from medvqa.eval.report import print_results
 from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
 from medvqa.models.peft import apply_peft
@@ -45,12 +46,15 @@ def compose_config(overrides: list[str], output_dir: str | Path | None = None) -
 
 
 def build(cfg: DictConfig):
-    """Model (+adapter), datamodule and stage module from the composed config."""
+    """Model (+adapter), datamodule and stage module from the composed config. The data is read first: a
+    wrong data.root is reported in seconds, not after a 7B model has loaded."""
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()  # reads and checks every record (idempotent: Lightning's own setup call is a no-op)
     vlm = instantiate(cfg.model)
+    datamodule.processor = vlm.processor
     stage_cfg = OmegaConf.to_container(cfg.stage, resolve=True)
     init_adapter = stage_cfg.pop("init_adapter", None)
     model = apply_peft(vlm.model, instantiate(cfg.peft) if cfg.get("peft") else None, init_adapter)
-    datamodule = instantiate(cfg.data, processor=vlm.processor)
     module = instantiate(stage_cfg, model=model, processor=vlm.processor)
     return model, datamodule, module
 
@@ -168,7 +172,8 @@ def objective(metrics: dict[str, Any], name: str | None) -> float | None:
 def main(cfg: DictConfig) -> float | None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if HydraConfig.get().mode != RunMode.MULTIRUN:
-        return objective(run(cfg), cfg.get("optimized_metric"))
+        with user_errors():  # a user's mistake: its message and exit 1, no traceback (medvqa/cli.py)
+            return objective(run(cfg), cfg.get("optimized_metric"))
     try:
         return objective(run(cfg), cfg.get("optimized_metric"))
     except Exception as e:  # one failed job of a sweep is recorded in its folder and the sweep goes on

@@ -60,7 +60,7 @@ def run(
     batch_size: int = 8, epochs: int = 5, limit: int = 2000, root: str | None = None, data: str | None = None
 ):
     batch_size, epochs, limit = int(batch_size), int(epochs), int(limit)
-    processor = build_tiny("qwen2_vl", hidden_size=32, num_layers=1, vision_depth=1).processor
+    processor = build_tiny("qwen2_vl", hidden_size=32, num_layers=1, vision_depth=1, image_size=112).processor
     dm = _datamodule(root, data, processor, batch_size)
     dm.setup()
     train = dm.splits["train"]

@@ -152,7 +152,7 @@ class MedVQADataModule(L.LightningDataModule):
     def collator(self) -> VQACollator:
         if self.processor is None:
             raise RuntimeError(
-                "MedVQADataModule needs the model's processor: pass processor=... before setup"
+                "MedVQADataModule needs the model's processor: pass processor=... (or set .processor) before the loaders"
             )
         hp = self.hparams
         return VQACollator(self.processor, hp.system_prompt, hp.prompt_template, hp.min_pixels, hp.max_pixels,

@@ -109,13 +109,15 @@ def _qwen_ids(tok) -> dict:
 
 def build_tiny(
     family: str = "qwen2_vl",
-    hidden_size: int = 64,
-    num_layers: int = 2,
+    hidden_size: int = 96,
+    num_layers: int = 3,
     vision_depth: int = 2,
-    image_size: int = 112,
+    image_size: int = 56,
     seed: int = 0,
 ) -> VLM:
-    """A tiny VLM of `family` (qwen2_vl, qwen2_5_vl, paligemma) with random weights drawn from `seed`."""
+    """A tiny VLM of `family` (qwen2_vl, qwen2_5_vl, paligemma) with random weights drawn from `seed`.
+    The defaults are conf/model/tiny_*.yaml's, so `build_tiny()` is the default run's base model (for
+    any run, `medvqa.models.load_base(run_dir)` rebuilds the base from the run's config.yaml)."""
     builders = {"qwen2_vl": _tiny_qwen2_vl, "qwen2_5_vl": _tiny_qwen2_5_vl, "paligemma": _tiny_paligemma}
     if family not in builders:
         raise ValueError(f"model.family={family!r} has no tiny build; choose one of {sorted(builders)}")

@@ -1,12 +1,14 @@
-"""Small helpers shared by the readers: JSON and parquet with clear errors, required keys per row, the
-split a file name declares, and picture identities for parquet-embedded images."""
+"""Small helpers shared by the readers: the release folder under data.root, JSON and parquet with clear
+errors, required keys per row, the split a file name declares, and picture identities for parquet images."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,54 @@ import pyarrow.parquet as pq
 
 from medvqa.data.errors import BadSamples, DataError
 from medvqa.data.sample import VQASample, infer_answer_type
+
+log = logging.getLogger(__name__)
+
+
+def existing_root(root: Path, hint: str) -> Path:
+    """`root`, or a DataError saying that it does not exist (before any reader's file-level message)."""
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise DataError(f"data.root={root} {what}; {hint}")
+    return root
+
+
+def release_folder(root: Path, what: str, hint: str, holds: Callable[[Path], bool] | None = None) -> Path:
+    """The folder holding the release: `root` when it holds `what`, else the one folder directly inside
+    it that does (a git clone or an unpacked zip nests the release one level down), logged. With no such
+    folder, `root` (the reader's own check then says what is missing); with several, a DataError."""
+    holds = holds or (lambda folder: (folder / what).exists())
+    if holds(existing_root(root, hint)):
+        return root
+    found = [child for child in sorted(root.iterdir()) if child.is_dir() and holds(child)]
+    if len(found) > 1:
+        names = ", ".join(child.name for child in found)
+        raise DataError(f"data.root={root} has no {what}, and {len(found)} folders in it do ({names}); "
+                        "point data.root at one of them")  # fmt: skip
+    if found:
+        log.info("data.root=%s has no %s: reading the release in %s", root, what, found[0])
+        return found[0]
+    return root
+
+
+def accepts_parent(what: str, hint: str, holds: Callable[[Path], bool] | None = None):
+    """Decorates a reader `read(root, ...)` so data.root may also be the folder above the release (see
+    `release_folder`). Image paths come back relative to data.root, as the datamodule resolves them."""
+
+    def wrap(read: Callable[..., list[VQASample]]) -> Callable[..., list[VQASample]]:
+        @functools.wraps(read)
+        def reader(root: str | Path, *args, **kwargs) -> list[VQASample]:
+            root = Path(root)
+            folder = release_folder(root, what, hint, holds)
+            samples = read(folder, *args, **kwargs)
+            if folder != root:
+                for s in samples:
+                    s.image = f"{folder.name}/{s.image}"
+            return samples
+
+        return reader
+
+    return wrap
 
 
 def load_json_list(path: Path, hint: str) -> list[Any]:
@@ -61,6 +111,7 @@ def split_from_name(name: str) -> str:
 
 
 def parquet_shards(root: Path, hint: str) -> list[Path]:
+    existing_root(root, hint)
     shards = sorted(root.rglob("*.parquet"))
     if not shards:
         raise DataError(f"data.root={root} has no *.parquet files. {hint}")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa.data.errors import BadSamples, DataError
-from medvqa.data.formats.common import split_from_name, text
+from medvqa.data.formats.common import existing_root, split_from_name, text
 from medvqa.data.sample import VQASample, infer_answer_type
 
 FIELDS = ("question_type", "modality", "plane", "organ", "caption", "patient_id")
@@ -34,7 +34,7 @@ HINT = "See docs/datasets.md (jsonl) for the line format."
 
 def read(root: str | Path, bad: BadSamples | None = None, files: list[str] | None = None) -> list[VQASample]:
     """`files`: the .jsonl files to read, relative to root; default every *.jsonl directly in root."""
-    root, bad = Path(root), bad or BadSamples()
+    root, bad = existing_root(Path(root), HINT), bad or BadSamples()
     paths = [root / f for f in files] if files else sorted(root.glob("*.jsonl"))
     if not paths:
         raise DataError(f"data.root={root} has no *.jsonl files. {HINT}")

@@ -1,5 +1,6 @@
 """MedPix 2.0 (`CHILab1/MedPix-2.0`, folder `MedPix-2-0/`): `Descriptions.json` (one object per image),
 `Case_topic.json` (one per case) and `images/<image>.png`. Not a QA set: questions are made from fields.
+data.root may be the cloned repository or its `MedPix-2-0/` folder.
 
 Questions per image (`questions`, any subset, in this order):
   modality     "Which imaging modality was used?"        <- Type (CT / MR -> MRI)          open
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa.data.errors import BadSamples, DataError
-from medvqa.data.formats.common import has_keys, load_json_list, text
+from medvqa.data.formats.common import accepts_parent, has_keys, load_json_list, text
 from medvqa.data.sample import VQASample
 
 DESCRIPTIONS = "Descriptions.json"
@@ -37,10 +38,11 @@ QUESTIONS = ("modality", "modality_yn", "plane", "location", "caption", "finding
 MISSING = {"", "n/a", "na", "null", "none", "unknown"}
 HINT = (
     "Download MedPix 2.0 (github.com/CHILab1/MedPix-2.0 or HF 'CHILab1/MedPix-2.0') and point data.root at "
-    "its MedPix-2-0/ folder (Descriptions.json, Case_topic.json, images/)."
+    "the clone or its MedPix-2-0/ folder (Descriptions.json, Case_topic.json, images/)."
 )
 
 
+@accepts_parent(DESCRIPTIONS, HINT)
 def read(
     root: str | Path,
     bad: BadSamples | None = None,

@@ -17,13 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from medvqa.data.errors import BadSamples, DataError, resolve_inside
+from medvqa.data.formats.common import existing_root
 from medvqa.data.sample import VQASample
 
 
 def read(
     root: str | Path, bad: BadSamples | None = None, sources: Mapping[str, Any] | None = None
 ) -> list[VQASample]:
-    root, bad = Path(root), bad or BadSamples()
+    root, bad = (
+        existing_root(Path(root), "set data.root to the folder holding the sources' folders"),
+        bad or BadSamples(),
+    )
     active = {name: spec for name, spec in (sources or {}).items() if spec is not None}
     if not active:
         raise DataError("data.reader.sources is empty; name at least one {name: {root, reader}} to mix")

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from medvqa.data.errors import BadSamples, DataError
-from medvqa.data.formats.common import split_from_name, text
+from medvqa.data.formats.common import accepts_parent, split_from_name, text
 from medvqa.data.sample import VQASample
 
 LETTERS = ("A", "B", "C", "D")
@@ -27,6 +27,7 @@ HINT = (
 )
 
 
+@accepts_parent("train.csv", HINT, lambda folder: any(folder.glob("*.csv")))  # a clone nests PMC-VQA/
 def read(
     root: str | Path,
     bad: BadSamples | None = None,

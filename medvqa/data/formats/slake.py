@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medvqa.data.errors import BadSamples, DataError
-from medvqa.data.formats.common import has_keys, load_json_list, text
+from medvqa.data.formats.common import accepts_parent, has_keys, load_json_list, text
 from medvqa.data.sample import VQASample
 
 FILES = {"train": ("train.json",), "val": ("validate.json", "validation.json"), "test": ("test.json",)}
@@ -23,6 +23,7 @@ HINT = (
 )
 
 
+@accepts_parent("train.json", HINT)  # the release zip unpacks to Slake1.0/
 def read(root: str | Path, bad: BadSamples | None = None, language: str = "en") -> list[VQASample]:
     """All English rows of the three split files; `language` picks another `q_lang` (e.g. 'zh')."""
     root, bad = Path(root), bad or BadSamples()

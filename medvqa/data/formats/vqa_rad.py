@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlparse
 
 from medvqa.data.errors import BadSamples, DataError
 from medvqa.data.formats.common import (
+    accepts_parent,
     has_keys,
     load_json_list,
     parquet_shards,
@@ -27,6 +28,12 @@ HINT = (
 )
 
 
+def _holds_release(folder: Path) -> bool:
+    return (folder / ANNOTATION_FILE).is_file() or any(folder.rglob("*.parquet"))
+
+
+# the OSF zip unpacks to a folder holding the JSON and the image folder
+@accepts_parent(ANNOTATION_FILE, HINT, _holds_release)
 def read(root: str | Path, bad: BadSamples | None = None) -> list[VQASample]:
     root, bad = Path(root), bad or BadSamples()
     if (root / ANNOTATION_FILE).is_file():
