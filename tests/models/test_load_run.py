@@ -16,13 +16,13 @@ from medvqa.models.tiny import build_tiny
 from medvqa.run import ROOT_DIR, compose_config, train
 from tests.train_helpers import tiny_run
 
-DOC = ROOT_DIR / "docs" / "models.md"
+DOCS = [ROOT_DIR / "docs" / "models.md", ROOT_DIR / "README.md"]
 RUN_LINE = 'run = "outputs/2025-01-01/12-00-00"'
 
 
-def snippet() -> str:
-    """The python block of docs/models.md's `load_base` section, exactly as written."""
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+def snippet(doc) -> str:
+    """The python block of the doc's `load_base` section, exactly as written."""
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
     (block,) = [b for b in blocks if "load_base" in b]
     assert RUN_LINE in block
     return block
@@ -47,9 +47,10 @@ def test_build_tiny_defaults_are_the_tiny_configs(name):
     }
 
 
-def test_the_documented_snippet_loads_the_runs_trained_adapter(default_run):
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_the_documented_snippet_loads_the_runs_trained_adapter(default_run, doc):
     scope: dict = {}
-    exec(snippet().replace(RUN_LINE, f'run = "{default_run}"'), scope)
+    exec(snippet(doc).replace(RUN_LINE, f'run = "{default_run}"'), scope)
     saved = load_file(default_run / "adapter" / "adapter_model.safetensors")
     for model in (scope["model"], scope["vlm"].model):
         assert isinstance(model, PeftModel)
