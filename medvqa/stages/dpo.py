@@ -18,7 +18,7 @@ from medvqa.data.collate import IGNORE_INDEX
 from medvqa.data.datamodule import VQADataset
 from medvqa.data.preference import PreferenceSet
 from medvqa.data.sample import VQASample
-from medvqa.losses.dpo import dpo_loss, sequence_logps
+from medvqa.losses.dpo import dpo_loss, sequence_logps, sequence_tokens
 from medvqa.stages.base import VLMStage, model_inputs
 
 
@@ -59,7 +59,9 @@ class DPOModule(VLMStage):
                              "needs an adapter: use peft=lora (or dora), not peft=none")  # fmt: skip
         self.beta, self.loss_type, self.label_smoothing = beta, loss_type, label_smoothing
         # a bad loss_type / beta fails here, not at the first step
-        dpo_loss(*torch.zeros(4, 1), beta=beta, loss_type=loss_type)
+        dpo_loss(
+            *torch.zeros(4, 1), beta, loss_type, chosen_tokens=torch.ones(1), rejected_tokens=torch.ones(1)
+        )
         self.preference = PreferenceSet(sources, pairs_file, on_policy_limit, seed)
         self.preference.answer_fn = self.answer_samples
 
@@ -80,8 +82,9 @@ class DPOModule(VLMStage):
         inputs, n = model_inputs(batch), len(batch["meta"]["id"])
         policy = answer_logps(self.model, inputs)  # (2B,): chosen rows, then rejected rows
         reference = self.reference_logps(inputs)
-        losses, chosen, rejected = dpo_loss(policy[:n], policy[n:], reference[:n], reference[n:],
-                                            self.beta, self.loss_type, self.label_smoothing)  # fmt: skip
+        tokens = sequence_tokens(inputs["labels"])  # (2B,) answer tokens: ipo averages each side over them
+        losses, chosen, rejected = dpo_loss(policy[:n], policy[n:], reference[:n], reference[n:], self.beta,
+                                            self.loss_type, self.label_smoothing, tokens[:n], tokens[n:])  # fmt: skip
         self.log_dict({
             "train/loss": losses.mean(),
             "train/reward_margin": (chosen - rejected).mean(),

@@ -2,6 +2,7 @@
 pairs separates chosen from rejected."""
 
 import copy
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 from medvqa.data.collate import VQACollator
 from medvqa.data.preference import PairCollator
 from medvqa.data.sample import VQASample
-from medvqa.losses.dpo import sequence_logps
+from medvqa.losses.dpo import dpo_loss, sequence_logps
 from medvqa.stages.base import model_inputs
 from medvqa.stages.dpo import DPOModule, answer_logps
 
@@ -107,3 +108,33 @@ def test_training_on_pairs_separates_chosen_from_rejected(tiny):
         pol, ref = answer_logps(model, inputs), module.reference_logps(inputs)
     margins = (pol[:3] - ref[:3]) - (pol[3:] - ref[3:])  # 0 for every pair before training (LoRA B = 0)
     assert (margins > 0.5).all(), margins
+
+
+def test_ipo_loss_does_not_depend_on_answer_length(tiny):
+    """A 1-token pair and a pair of a long chosen and a short rejected answer, with the same per-token
+    log-ratios (policy - reference: +0.5 per chosen token, -0.5 per rejected token): per-token h = 1 for
+    both, so both losses are (1 - 1 / (2 * 0.1))^2 = 16. Summed log-ratios would give the long pair h = 0.5
+    * (its chosen tokens + 1) and a different loss."""
+    vlm = tiny("qwen2_vl")
+    _, model = _with_adapter(vlm)
+    module = _module(model, vlm.processor, beta=0.1, loss_type="ipo")
+    rng = np.random.default_rng(0)
+    items = [
+        {"sample": VQASample(id=str(i), image="x", question="Where?", answer=chosen),
+         "image": Image.fromarray(rng.integers(0, 255, (56, 56, 3), dtype=np.uint8)), "rejected": "no",
+         "source": "mined"}
+        for i, chosen in enumerate(["yes", "left lower lobe of the lung with a small effusion"])
+    ]  # fmt: skip
+    batch = PairCollator(VQACollator(vlm.processor))(items)
+    tokens = (batch["labels"][:, 1:] != -100).sum(-1).float()
+    assert tokens[1] > 5 * tokens[0]  # the long answer really is long
+    per_token_policy = torch.tensor([-1.0, -1.0, -2.0, -2.0])
+    module.reference_logps = lambda inputs: -1.5 * tokens
+    module.window_mean = lambda total, count: total / count  # no Trainer here to keep the window
+    with (
+        mock.patch("medvqa.stages.dpo.answer_logps", lambda model, inputs: per_token_policy * tokens),
+        mock.patch("medvqa.stages.dpo.dpo_loss", wraps=dpo_loss) as loss_fn,
+    ):
+        mean = module.training_step(batch, 0)
+    per_pair = dpo_loss(*loss_fn.call_args.args, **loss_fn.call_args.kwargs)[0]
+    assert per_pair.tolist() == pytest.approx([16.0, 16.0]) and float(mean) == pytest.approx(16.0)
