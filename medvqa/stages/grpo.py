@@ -20,6 +20,7 @@ import torch
 from medvqa.data.collate import token_tail
 from medvqa.losses.dpo import token_logps
 from medvqa.losses.grpo import group_advantages, grpo_loss
+from medvqa.models.peft import check_reference, reference_pass
 from medvqa.rewards import WeightedRewards
 from medvqa.rewards.tags import INSTRUCTION, answer_text
 from medvqa.stages.base import VLMStage, prompt_inputs
@@ -89,6 +90,7 @@ class GRPOModule(VLMStage):
         loss_type: str = "dapo",
         num_iterations: int = 1,
         log_completions_every_n_steps: int = 50,
+        reference: str = "init",
         **kwargs,  # VLMStage's: scheduler, max_new_tokens, param_groups, gradient_checkpointing, lr
     ):
         super().__init__(model, processor, optimizer, **kwargs)
@@ -103,6 +105,7 @@ class GRPOModule(VLMStage):
         self.scale_rewards, self.beta, self.loss_type = scale_rewards, beta, loss_type
         self.epsilon_low, self.epsilon_high, self.num_iterations = epsilon_low, epsilon_high, num_iterations
         self.log_completions_every_n_steps = log_completions_every_n_steps
+        self.reference = check_reference(reference)
         # bad settings fail here, not after the first rollout
         group_advantages(torch.zeros(num_generations), num_generations, scale_rewards)
         self.end_ids = _end_ids(model, processor)
@@ -178,8 +181,8 @@ class GRPOModule(VLMStage):
 
     @torch.no_grad()
     def reference_logps(self, rollout: Rollout) -> torch.Tensor:
-        """The reference: the same weights with the adapter switched off (no second model copy)."""
-        with self.model.disable_adapter():
+        """The reference (stage.reference: the starting policy or the base; see models/peft.py:reference_pass)."""
+        with reference_pass(self.model, self.reference):
             return self.completion_logps(rollout)
 
     def completion_logps(self, rollout: Rollout) -> torch.Tensor:
