@@ -111,8 +111,8 @@ class GRPOModule(VLMStage):
         self.end_ids = _end_ids(model, processor)
         # a sampled image placeholder would be read as an image slot in the log-prob forward pass
         self.sampling["suppress_tokens"] = _placeholder_ids(model)
-        self._replay: dict[int, Rollout] = {}
-        self._micro_step, self._slot = 0, 0
+        self._replay: dict[tuple, Rollout] = {}
+        self._slot, self._replay_key = 0, (0, None)
 
     def setup(self, stage: str) -> None:
         """The prompt asks for the structured reply only when the format reward is on."""
@@ -126,7 +126,7 @@ class GRPOModule(VLMStage):
 
     # -- the algorithm -------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        rollout = self.replayed_rollout()
+        rollout = self.replayed_rollout(batch_idx, batch["meta"].get("batch_row"))
         if rollout is None:
             rollout = self.sample(batch)  # G completions per prompt, one batched generate call
             rollout.rewards = self.score(rollout)  # (N, K) each reward
@@ -199,17 +199,20 @@ class GRPOModule(VLMStage):
         return token_logps(logits / self.sampling["temperature"], ids)
 
     # -- rollout reuse for num_iterations > 1 ----------------------------------------------------------
-    def replayed_rollout(self) -> Rollout | None:
-        """The stored rollout for this micro-batch when this optimizer step replays an earlier cycle's rollouts."""
+    def replayed_rollout(self, batch_idx: int, rows: list[int] | None = None) -> Rollout | None:
+        """The stored rollout for this micro-batch when this optimizer step replays an earlier cycle's rollouts.
+        Keyed by the micro-batch's place in the accumulation window (from the optimizer step and batch_idx,
+        not a count of calls: the OOM guard runs one loader batch as several chunks, and retries) and by the
+        loader-batch rows the chunk holds (meta["batch_row"], set by the guard), so each chunk replays its own."""
         accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
-        step, micro = divmod(self._micro_step, accumulate)
-        self._micro_step += 1
-        self._slot = micro
-        return self._replay.get(micro) if step % self.num_iterations else None
+        step = self.trainer.global_step if self._trainer is not None else 0
+        self._slot = batch_idx % accumulate
+        self._replay_key = (self._slot, tuple(rows) if rows is not None else None)
+        return self._replay.get(self._replay_key) if step % self.num_iterations else None
 
     def remember(self, rollout: Rollout) -> None:
         if self.num_iterations > 1:
-            self._replay[self._slot] = rollout
+            self._replay[self._replay_key] = rollout
 
     # -- logging -------------------------------------------------------------------------------------
     def log_step(self, rollout: Rollout, loss: torch.Tensor, stats: dict[str, torch.Tensor]) -> None:

@@ -1,6 +1,7 @@
 """OOM guard, tested by simulating the error in the forward and in the backward."""
 
 from functools import partial
+from unittest import mock
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from medvqa.data.collate import VQACollator
 from medvqa.data.preference import PairCollator
 from medvqa.stages.base import model_inputs
 from medvqa.stages.dpo import DPOModule, answer_logps
+from medvqa.stages.grpo import GRPOModule
 
 
 def _raise_over(limit: int):
@@ -148,3 +150,29 @@ def test_dpo_forward_oom_splits_pairs_and_matches_an_unbroken_run():
     _assert_trained(guarded)
     for name, value in reference.items():
         torch.testing.assert_close(guarded[name], value, rtol=1e-4, atol=1e-6)
+
+
+def test_grpo_replay_stays_aligned_when_the_guard_splits_a_batch():
+    """num_iterations=2: optimizer step 0 samples one rollout per micro-batch, step 1 replays them. The guard
+    splits step 0's batch of 4 prompts (8 rows, G=2) into two chunks of 2 prompts: step 1's chunks must
+    replay exactly those two rollouts, each its own, and sample nothing new."""
+    model, processor = tiny_lora()
+    model.register_forward_pre_hook(_raise_over(4), with_kwargs=True)
+    module = GRPOModule(model, processor, optimizer=partial(torch.optim.SGD, lr=0.1), num_generations=2,
+                        max_completion_length=3, num_iterations=2, reward_weights={"answer_match": 1.0},
+                        log_completions_every_n_steps=0)  # fmt: skip
+    used = []  # (optimizer step, rollout) for every chunk that computed its loss
+    policy_logps = module.policy_logps
+
+    def record(rollout):
+        used.append((module.trainer.global_step, rollout))
+        return policy_logps(rollout)
+
+    module.policy_logps = record
+    with mock.patch.object(module, "sample", wraps=module.sample) as sample:
+        trainer(max_steps=2, callbacks=[OOMGuard()]).fit(module, loader(processor, 4, 8))
+    step0 = [r for s, r in used if s == 0]
+    step1 = [r for s, r in used if s == 1]
+    assert len(step0) == 2 and [r.fields["id"][::2] for r in step0] == [["0", "1"], ["2", "3"]]
+    assert len(step1) == 2 and all(a is b for a, b in zip(step1, step0, strict=True))
+    assert sample.call_count == 3  # the full batch (its old-log-prob pass ran out of memory), then 2 chunks
