@@ -30,11 +30,15 @@ def atomic_write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def save_adapter(model, path: Path, state_dict: dict[str, Any] | None = None) -> None:
     """peft `save_pretrained` into a sibling temp folder, then swap it in (loadable with PeftModel.from_pretrained).
-    `state_dict` (the peft model's keys) replaces the model's own weights, e.g. when they are FSDP shards."""
+    `state_dict` (the peft model's keys) replaces the model's own weights, e.g. when they are FSDP shards.
+    Only the trained adapter is saved, never the frozen DPO/GRPO reference copy (models/peft.py)."""
+    from medvqa.models.peft import trained_adapters
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), **({"state_dict": state_dict} if state_dict is not None else {}))
+    kwargs = {"state_dict": state_dict} if state_dict is not None else {}
+    model.save_pretrained(str(tmp), selected_adapters=trained_adapters(model), **kwargs)
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)

@@ -54,7 +54,9 @@ def build(cfg: DictConfig):
     datamodule.processor = vlm.processor
     stage_cfg = OmegaConf.to_container(cfg.stage, resolve=True)
     init_adapter = stage_cfg.pop("init_adapter", None)
-    model = apply_peft(vlm.model, instantiate(cfg.peft) if cfg.get("peft") else None, init_adapter)
+    # DPO, and GRPO with beta > 0, compare with the starting policy: a frozen copy of init_adapter
+    reference = stage_cfg.get("reference") == "init" and bool(stage_cfg.get("beta"))
+    model = apply_peft(vlm.model, instantiate(cfg.peft) if cfg.get("peft") else None, init_adapter, reference)
     module = instantiate(stage_cfg, model=model, processor=vlm.processor)
     return model, datamodule, module
 

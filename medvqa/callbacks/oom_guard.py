@@ -42,28 +42,46 @@ def batch_size_of(batch: dict[str, Any]) -> int:
 
 
 def split_batch(batch: dict[str, Any], n: int) -> list[dict[str, Any]]:
-    """Split a collated batch (data/collate.py layout) into up to `n` contiguous micro-batches.
+    """Split a collated batch (data/collate.py layout) into up to `n` micro-batches of contiguous samples.
 
-    Per-sample tensors (first dim B) and `meta` lists are sliced by rows. Qwen-VL's `pixel_values` is not
-    per sample but all images' patches stacked, (sum of t*h*w, dim); it is sliced by the patch counts in
-    `image_grid_thw` (one image per sample, as the collator builds it). `n_skipped` stays with the first.
+    A batch of S samples has R = k * S model rows in k blocks: k = 1 for VQA batches, k = 2 for DPO pairs
+    (data/preference.py:PairCollator: rows 0..S-1 chosen, S..2S-1 rejected), so sample i's rows are
+    i, S + i, ...; a chunk of samples a..b keeps all their rows, in the same block layout. Per-row tensors
+    (first dim R) are indexed by those rows, per-sample ones (first dim S) and `meta` lists sliced by sample.
+    Qwen-VL's `pixel_values` is not per row but all images' patches stacked, (sum of t*h*w, dim); it is
+    sliced by the patch counts in `image_grid_thw` (one image per row, as the collators build it).
+    `meta["batch_row"]` records each sample's index in the loader batch (kept through further splits: GRPO
+    keys replayed rollouts by it). `n_skipped` stays with the first chunk.
     """
     size = batch_size_of(batch)
+    rows = int(batch["input_ids"].shape[0]) if "input_ids" in batch else size
+    if rows % size:
+        raise ValueError(
+            f"cannot split a batch of {rows} rows for {size} samples: rows must be k blocks of them"
+        )
+    blocks = rows // size
+    meta = batch.get("meta")
+    if meta is not None and "batch_row" not in meta:
+        meta = meta | {"batch_row": list(range(size))}
     step = math.ceil(size / max(1, n))
-    bounds = [(i, min(i + step, size)) for i in range(0, size, step)]
     patch_ends = None
     if "image_grid_thw" in batch and "pixel_values" in batch:
         patch_ends = torch.cat([torch.zeros(1, dtype=torch.long), batch["image_grid_thw"].prod(-1).cumsum(0)])
     chunks = []
-    for j, (a, b) in enumerate(bounds):
+    for j, a in enumerate(range(0, size, step)):
+        b = min(a + step, size)
+        spans = [(k * size + a, k * size + b) for k in range(blocks)]  # this chunk's rows, block by block
+        row_index = torch.cat([torch.arange(lo, hi) for lo, hi in spans])
         chunk: dict[str, Any] = {}
         for key, value in batch.items():
             if key == "pixel_values" and patch_ends is not None:
-                chunk[key] = value[int(patch_ends[a]) : int(patch_ends[b])]
+                chunk[key] = torch.cat([value[int(patch_ends[lo]) : int(patch_ends[hi])] for lo, hi in spans])
             elif key == "meta":
-                chunk[key] = {k: v[a:b] for k, v in value.items()}
+                chunk[key] = {k: v[a:b] for k, v in meta.items()}
             elif key == "n_skipped":
                 chunk[key] = value if j == 0 else 0
+            elif torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == rows:
+                chunk[key] = value[row_index.to(value.device)]
             elif torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == size:
                 chunk[key] = value[a:b]
             else:

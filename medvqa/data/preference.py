@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -48,10 +49,26 @@ class Pair:
 
 
 def opposite(answer: str) -> str | None:
-    """The answer with every word that has an opposite swapped ("left lung" -> "right lung"); None if none has."""
-    words = normalize(answer).split()
-    swapped = [OPPOSITES.get(w, w) for w in words]
-    return " ".join(swapped) if swapped != words else None
+    """The answer with every word that has an opposite swapped ("Left lung" -> "Right lung", "YES." -> "NO.");
+    None if none has. Everything else (case, punctuation, spacing) is kept as the release spells it, so
+    chosen and rejected differ only in meaning."""
+
+    def swap(m: re.Match) -> str:
+        word = m.group()
+        return _same_case(OPPOSITES[word.lower()], word) if word.lower() in OPPOSITES else word
+
+    swapped = _WORD.sub(swap, answer)
+    return swapped if swapped != answer else None
+
+
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def _same_case(word: str, like: str) -> str:
+    """`word` written in the case of `like`: UPPER, Capitalised or lower."""
+    if like.isupper() and len(like) > 1:
+        return word.upper()
+    return word.capitalize() if like[0].isupper() else word.lower()
 
 
 def mine_pairs(samples: list[VQASample], seed: int = 0) -> tuple[list[Pair], int]:

@@ -1,8 +1,10 @@
 """Direct preference optimisation on (image, question, chosen, rejected) pairs (loss: medvqa/losses/dpo.py).
 
-The reference model is the same network with its adapter switched off (`model.disable_adapter()`), so no
-second copy of the weights exists; starting from an earlier stage's adapter (`stage.init_adapter`) the
-reference is the base model under it. Pairs come from the datamodule (medvqa/data/preference.py).
+The reference is the starting policy (`stage.reference=init`, as in standard DPO and TRL): starting from an
+earlier stage's adapter (`stage.init_adapter`) a frozen second copy of that adapter (medvqa/models/peft.py:
+reference_pass), else the model with its adapter switched off, which a fresh adapter equals. No second copy
+of the base weights exists. `stage.reference=base` takes the adapter-off model even from an init_adapter.
+Pairs come from the datamodule (medvqa/data/preference.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from medvqa.data.collate import IGNORE_INDEX
 from medvqa.data.datamodule import VQADataset
 from medvqa.data.preference import PreferenceSet
 from medvqa.data.sample import VQASample
-from medvqa.losses.dpo import dpo_loss, sequence_logps
+from medvqa.losses.dpo import dpo_loss, sequence_logps, sequence_tokens
+from medvqa.models.peft import check_reference, reference_pass
 from medvqa.stages.base import VLMStage, model_inputs
 
 
@@ -51,6 +54,7 @@ class DPOModule(VLMStage):
         pairs_file: str | None = None,
         on_policy_limit: int | None = 512,
         seed: int = 0,
+        reference: str = "init",
         **kwargs,  # VLMStage's: scheduler, max_new_tokens, param_groups, gradient_checkpointing, lr
     ):
         super().__init__(model, processor, optimizer, **kwargs)
@@ -58,8 +62,11 @@ class DPOModule(VLMStage):
             raise ValueError("stage=dpo takes its reference from the model with the adapter switched off, so it "
                              "needs an adapter: use peft=lora (or dora), not peft=none")  # fmt: skip
         self.beta, self.loss_type, self.label_smoothing = beta, loss_type, label_smoothing
+        self.reference = check_reference(reference)
         # a bad loss_type / beta fails here, not at the first step
-        dpo_loss(*torch.zeros(4, 1), beta=beta, loss_type=loss_type)
+        dpo_loss(
+            *torch.zeros(4, 1), beta, loss_type, chosen_tokens=torch.ones(1), rejected_tokens=torch.ones(1)
+        )
         self.preference = PreferenceSet(sources, pairs_file, on_policy_limit, seed)
         self.preference.answer_fn = self.answer_samples
 
@@ -80,8 +87,9 @@ class DPOModule(VLMStage):
         inputs, n = model_inputs(batch), len(batch["meta"]["id"])
         policy = answer_logps(self.model, inputs)  # (2B,): chosen rows, then rejected rows
         reference = self.reference_logps(inputs)
-        losses, chosen, rejected = dpo_loss(policy[:n], policy[n:], reference[:n], reference[n:],
-                                            self.beta, self.loss_type, self.label_smoothing)  # fmt: skip
+        tokens = sequence_tokens(inputs["labels"])  # (2B,) answer tokens: ipo averages each side over them
+        losses, chosen, rejected = dpo_loss(policy[:n], policy[n:], reference[:n], reference[n:], self.beta,
+                                            self.loss_type, self.label_smoothing, tokens[:n], tokens[n:])  # fmt: skip
         self.log_dict({
             "train/loss": losses.mean(),
             "train/reward_margin": (chosen - rejected).mean(),
@@ -96,8 +104,8 @@ class DPOModule(VLMStage):
 
     @torch.no_grad()
     def reference_logps(self, inputs: dict[str, Any]) -> torch.Tensor:
-        """Summed answer log-probs under the reference: the same weights with the adapter switched off."""
-        with self.model.disable_adapter():
+        """Summed answer log-probs under the reference (stage.reference; see models/peft.py:reference_pass)."""
+        with reference_pass(self.model, self.reference):
             return answer_logps(self.model, inputs)
 
     def on_train_epoch_start(self) -> None:

@@ -26,6 +26,7 @@ import torch
 from medvqa.data.collate import token_tail
 from medvqa.losses.dpo import token_logps
 from medvqa.losses.grpo import group_advantages, grpo_loss, reward_sums, std_from_sums, zero_std_groups
+from medvqa.models.peft import check_reference, reference_pass
 from medvqa.rewards import WeightedRewards
 from medvqa.rewards.tags import INSTRUCTION, answer_text
 from medvqa.stages.base import VLMStage, prompt_inputs
@@ -101,6 +102,7 @@ class GRPOModule(VLMStage):
         dynamic_sampling: bool = False,
         max_resample_rounds: int = 3,
         log_completions_every_n_steps: int = 50,
+        reference: str = "init",
         **kwargs,  # VLMStage's: scheduler, max_new_tokens, param_groups, gradient_checkpointing, lr
     ):
         super().__init__(model, processor, optimizer, **kwargs)
@@ -117,13 +119,14 @@ class GRPOModule(VLMStage):
         self.dynamic_sampling, self.max_resample_rounds = dynamic_sampling, max_resample_rounds
         self.log_completions_every_n_steps = log_completions_every_n_steps
         self.flat_watch: FlatGroupWatch | None = None  # built on first use: its window counts micro-batches
+        self.reference = check_reference(reference)
         # bad settings fail here, not after the first rollout
         group_advantages(torch.zeros(num_generations), num_generations, scale_rewards)
         self.end_ids = _end_ids(model, processor)
         # a sampled image placeholder would be read as an image slot in the log-prob forward pass
         self.sampling["suppress_tokens"] = _placeholder_ids(model)
-        self._replay: dict[int, Rollout] = {}
-        self._micro_step, self._slot = 0, 0
+        self._replay: dict[tuple, Rollout] = {}
+        self._slot, self._replay_key = 0, (0, None)
 
     def setup(self, stage: str) -> None:
         """The prompt asks for the structured reply only when the format reward is on."""
@@ -137,7 +140,7 @@ class GRPOModule(VLMStage):
 
     # -- the algorithm -------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        rollout = self.replayed_rollout()
+        rollout = self.replayed_rollout(batch_idx, batch["meta"].get("batch_row"))
         if rollout is None:
             rollout = self.sample(batch)  # G completions per prompt, one batched generate call
             rollout.rewards = self.score(rollout)  # (N, K) each reward
@@ -253,8 +256,8 @@ class GRPOModule(VLMStage):
 
     @torch.no_grad()
     def reference_logps(self, rollout: Rollout) -> torch.Tensor:
-        """The reference: the same weights with the adapter switched off (no second model copy)."""
-        with self.model.disable_adapter():
+        """The reference (stage.reference: the starting policy or the base; see models/peft.py:reference_pass)."""
+        with reference_pass(self.model, self.reference):
             return self.completion_logps(rollout)
 
     def completion_logps(self, rollout: Rollout) -> torch.Tensor:
@@ -271,17 +274,20 @@ class GRPOModule(VLMStage):
         return token_logps(logits / self.sampling["temperature"], ids)
 
     # -- rollout reuse for num_iterations > 1 ----------------------------------------------------------
-    def replayed_rollout(self) -> Rollout | None:
-        """The stored rollout for this micro-batch when this optimizer step replays an earlier cycle's rollouts."""
+    def replayed_rollout(self, batch_idx: int, rows: list[int] | None = None) -> Rollout | None:
+        """The stored rollout for this micro-batch when this optimizer step replays an earlier cycle's rollouts.
+        Keyed by the micro-batch's place in the accumulation window (from the optimizer step and batch_idx,
+        not a count of calls: the OOM guard runs one loader batch as several chunks, and retries) and by the
+        loader-batch rows the chunk holds (meta["batch_row"], set by the guard), so each chunk replays its own."""
         accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
-        step, micro = divmod(self._micro_step, accumulate)
-        self._micro_step += 1
-        self._slot = micro
-        return self._replay.get(micro) if step % self.num_iterations else None
+        step = self.trainer.global_step if self._trainer is not None else 0
+        self._slot = batch_idx % accumulate
+        self._replay_key = (self._slot, tuple(rows) if rows is not None else None)
+        return self._replay.get(self._replay_key) if step % self.num_iterations else None
 
     def remember(self, rollout: Rollout) -> None:
         if self.num_iterations > 1:
-            self._replay[self._slot] = rollout
+            self._replay[self._replay_key] = rollout
 
     # -- logging -------------------------------------------------------------------------------------
     def log_step(self, rollout: Rollout, loss: torch.Tensor, stats: dict[str, torch.Tensor]) -> None:

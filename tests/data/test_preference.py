@@ -21,9 +21,26 @@ def _s(i, answer, kind="open", qtype="ORGAN", organ="chest"):
 
 
 def test_opposite_swaps_words_that_have_one():
-    assert opposite("Yes") == "no" and opposite("no") == "yes"
+    assert opposite("yes") == "no" and opposite("no") == "yes"
     assert opposite("left lung") == "right lung"
     assert opposite("liver") is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "rejected"),
+    [("Yes", "No"), ("NO", "YES"), ("Left lung", "Right lung"), ("LEFT", "RIGHT"), ("Yes.", "No."),
+     ("left-sided, upper lobe", "right-sided, lower lobe"), ("The lesion is Benign!", "The lesion is Malignant!"),
+     ("  yes ", "  no "), ("pH normal", "pH abnormal")],
+)  # fmt: skip
+def test_opposite_keeps_the_release_spelling_and_format(answer, rejected):
+    """Only the swapped words change, each in the case of the word it replaces: a preference between 'Yes'
+    and 'no' would partly teach capitalisation."""
+    assert opposite(answer) == rejected
+
+
+def test_mined_closed_rejection_is_spelt_like_the_chosen_answer():
+    pairs, _ = mine_pairs([_s(0, "Yes", "closed", "PRES"), _s(1, "Left.", "closed", "POS")])
+    assert [(p.sample.answer, p.rejected) for p in pairs] == [("Yes", "No"), ("Left.", "Right.")]
 
 
 def test_mined_closed_gets_opposite_open_gets_another_answer_of_same_type_and_organ():

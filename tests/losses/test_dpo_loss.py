@@ -33,8 +33,29 @@ def test_label_smoothing_adds_the_flipped_term():
 
 
 def test_ipo_regresses_margin_to_one_over_two_beta():
-    loss, _, _ = _loss(loss_type="ipo")  # target 1 / (2 * 0.5) = 1: (2 - 1)^2, (-1 - 1)^2
-    assert loss.tolist() == pytest.approx([1.0, 4.0])
+    ones = torch.ones(2)
+    loss, _, _ = _loss(loss_type="ipo", chosen_tokens=ones, rejected_tokens=ones)  # 1 token: h as summed
+    assert loss.tolist() == pytest.approx([1.0, 4.0])  # target 1 / (2 * 0.5) = 1: (2 - 1)^2, (-1 - 1)^2
+
+
+def test_ipo_length_normalises_each_side():
+    """As TRL (agreed with the IPO authors): each sequence's log-prob is divided by its answer tokens.
+    Chosen tokens (1, 2), rejected (2, 4): chosen ratios (1, 0) / (1, 2) = (1, 0); rejected ratios
+    (-1, 1) / (2, 4) = (-0.5, 0.25); h = (1.5, -0.25); loss (1.5 - 1)^2 = 0.25, (-0.25 - 1)^2 = 1.5625."""
+    loss, chosen, rejected = _loss(
+        loss_type="ipo", chosen_tokens=torch.tensor([1, 2]), rejected_tokens=torch.tensor([2, 4])
+    )
+    assert loss.tolist() == pytest.approx([0.25, 1.5625])
+    assert chosen.tolist() == pytest.approx([0.5, 0.0]) and rejected.tolist() == pytest.approx([-0.25, 0.125])
+    # a pair k times as long with the same per-token log-probs has the same loss: the target is length-free
+    longer, _, _ = dpo_loss(POL_C * 3, POL_R * 3, REF * 3, REF * 3, beta=0.5, loss_type="ipo",
+                            chosen_tokens=torch.tensor([3, 6]), rejected_tokens=torch.tensor([6, 12]))  # fmt: skip
+    assert longer.tolist() == pytest.approx(loss.tolist())
+
+
+def test_ipo_needs_the_token_counts():
+    with pytest.raises(ValueError, match="token counts"):
+        _loss(loss_type="ipo")
 
 
 def test_hinge():

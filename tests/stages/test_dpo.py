@@ -2,19 +2,28 @@
 pairs separates chosen from rejected."""
 
 import copy
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
+from hydra.utils import instantiate
+from peft import LoraConfig, PeftModel, get_peft_model
 from PIL import Image
 
 from medvqa.data.collate import VQACollator
 from medvqa.data.preference import PairCollator
 from medvqa.data.sample import VQASample
-from medvqa.losses.dpo import sequence_logps
+from medvqa.io import save_adapter
+from medvqa.losses.dpo import dpo_loss, sequence_logps
+from medvqa.run import build, compose_config, make_trainer
 from medvqa.stages.base import model_inputs
 from medvqa.stages.dpo import DPOModule, answer_logps
+
+TINY = ["model.hidden_size=32", "model.num_layers=1", "model.vision_depth=1", "model.image_size=56",
+        "data.reader.image_size=56", "data.reader.n_patients=30", "data.reader.images_per_patient=2",
+        "data.batch_size=4", "++data.limit={train: 8, val: 4, test: 4}", "stage.max_new_tokens=2",
+        "callbacks=none", "trainer.val_check_interval=null", "++trainer.limit_val_batches=0"]  # fmt: skip
 
 
 def _pairs_batch(processor):
@@ -107,3 +116,76 @@ def test_training_on_pairs_separates_chosen_from_rejected(tiny):
         pol, ref = answer_logps(model, inputs), module.reference_logps(inputs)
     margins = (pol[:3] - ref[:3]) - (pol[3:] - ref[3:])  # 0 for every pair before training (LoRA B = 0)
     assert (margins > 0.5).all(), margins
+
+
+def test_ipo_loss_does_not_depend_on_answer_length(tiny):
+    """A 1-token pair and a pair of a long chosen and a short rejected answer, with the same per-token
+    log-ratios (policy - reference: +0.5 per chosen token, -0.5 per rejected token): per-token h = 1 for
+    both, so both losses are (1 - 1 / (2 * 0.1))^2 = 16. Summed log-ratios would give the long pair h = 0.5
+    * (its chosen tokens + 1) and a different loss."""
+    vlm = tiny("qwen2_vl")
+    _, model = _with_adapter(vlm)
+    module = _module(model, vlm.processor, beta=0.1, loss_type="ipo")
+    rng = np.random.default_rng(0)
+    items = [
+        {"sample": VQASample(id=str(i), image="x", question="Where?", answer=chosen),
+         "image": Image.fromarray(rng.integers(0, 255, (56, 56, 3), dtype=np.uint8)), "rejected": "no",
+         "source": "mined"}
+        for i, chosen in enumerate(["yes", "left lower lobe of the lung with a small effusion"])
+    ]  # fmt: skip
+    batch = PairCollator(VQACollator(vlm.processor))(items)
+    tokens = (batch["labels"][:, 1:] != -100).sum(-1).float()
+    assert tokens[1] > 5 * tokens[0]  # the long answer really is long
+    per_token_policy = torch.tensor([-1.0, -1.0, -2.0, -2.0])
+    module.reference_logps = lambda inputs: -1.5 * tokens
+    module.window_mean = lambda total, count: total / count  # no Trainer here to keep the window
+    with (
+        mock.patch("medvqa.stages.dpo.answer_logps", lambda model, inputs: per_token_policy * tokens),
+        mock.patch("medvqa.stages.dpo.dpo_loss", wraps=dpo_loss) as loss_fn,
+    ):
+        mean = module.training_step(batch, 0)
+    per_pair = dpo_loss(*loss_fn.call_args.args, **loss_fn.call_args.kwargs)[0]
+    assert per_pair.tolist() == pytest.approx([16.0, 16.0]) and float(mean) == pytest.approx(16.0)
+
+
+def _sft_adapter(cfg, path):
+    """A non-zero adapter on the config's tiny model, saved as an SFT run saves its adapter/."""
+    torch.manual_seed(1)
+    vlm = instantiate(cfg.model)
+    lora = get_peft_model(vlm.model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    lora.save_pretrained(str(path))
+
+
+@pytest.mark.parametrize("reference", ["init", "base"])
+def test_first_step_from_an_sft_adapter_has_zero_margin(reference, tmp_path, data_dir):
+    """Standard DPO (and TRL) compares with the starting policy: at step 0 policy = reference, so every
+    implicit reward is 0 and no pair counts as won. stage.reference=base compares with the base model under
+    the SFT adapter instead (margin not 0). The saved adapter/ holds only the trained adapter, loadable as
+    the default one, and checkpoints only trainable weights."""
+    overrides = [*TINY, f"paths.data_dir={data_dir}", "stage=dpo", "trainer.max_steps=1",
+                 f"stage.init_adapter={tmp_path / 'sft'}", f"stage.reference={reference}"]  # fmt: skip
+    cfg = compose_config(overrides, output_dir=tmp_path / "dpo")
+    _sft_adapter(cfg, tmp_path / "sft")
+    model, datamodule, module = build(cfg)
+    trainer = make_trainer(cfg, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=datamodule)
+    margin, acc = (float(trainer.callback_metrics[f"train/{k}"]) for k in ("reward_margin", "reward_acc"))
+    if reference == "init":
+        assert abs(margin) < 1e-6 and acc <= 0.5, (margin, acc)
+        assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(np.log(2), abs=1e-5)
+    else:
+        assert abs(margin) > 1e-3, margin
+    # the reference pass left the trained adapter active and trainable, the reference frozen
+    assert model.active_adapter == "default"
+    assert all(p.requires_grad == (".default." in n) for n, p in model.named_parameters() if "lora_" in n)
+    save_adapter(model, tmp_path / "dpo" / "adapter")
+    assert not (tmp_path / "dpo" / "adapter" / "reference").exists()
+    loaded = PeftModel.from_pretrained(instantiate(cfg.model).model, str(tmp_path / "dpo" / "adapter"))
+    trained = {n: p for n, p in model.named_parameters() if ".default." in n}
+    for name, value in loaded.named_parameters():
+        if "lora_" in name:
+            torch.testing.assert_close(value, trained[name])
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    state = torch.load(tmp_path / "last.ckpt", weights_only=False)["state_dict"]
+    lora_keys = {k for k in state if "lora_" in k}
+    assert lora_keys and all(".default." in k for k in lora_keys)

@@ -146,10 +146,10 @@ def test_format_request_in_prompt_only_with_format_reward(tiny):
 def test_replay_for_num_iterations_follows_accumulation(tiny):
     """accumulate 2, num_iterations 2: micro-batches 0,1 sample; 2,3 replay them in the same order; 4,5 sample."""
     module = _module(tiny("qwen2_vl"), num_iterations=2)
-    module._trainer = SimpleNamespace(accumulate_grad_batches=2)
     seen = []
     for micro in range(6):
-        rollout = module.replayed_rollout()
+        module._trainer = SimpleNamespace(accumulate_grad_batches=2, global_step=micro // 2)
+        rollout = module.replayed_rollout(micro)
         if rollout is None:
             rollout = f"rollout{micro}"
             module.remember(rollout)
@@ -225,7 +225,8 @@ def _fake_ranks(module, world_size=2, accumulate=1):
         return tensor * world_size
 
     module._trainer = SimpleNamespace(
-        world_size=world_size, accumulate_grad_batches=accumulate, strategy=SimpleNamespace(reduce=reduce)
+        world_size=world_size, accumulate_grad_batches=accumulate, strategy=SimpleNamespace(reduce=reduce),
+        global_step=0,
     )
     module.window_mean = lambda total, count: total / count
     module.log_step = lambda *args, **kwargs: None
