@@ -49,6 +49,9 @@ def build(cfg: DictConfig):
     vlm = instantiate(cfg.model)
     stage_cfg = OmegaConf.to_container(cfg.stage, resolve=True)
     init_adapter = stage_cfg.pop("init_adapter", None)
+    stage_cfg.pop(
+        "monitor", None
+    )  # the run's default optimized_metric (conf/train.yaml), not a module argument
     model = apply_peft(vlm.model, instantiate(cfg.peft) if cfg.get("peft") else None, init_adapter)
     datamodule = instantiate(cfg.data, processor=vlm.processor)
     module = instantiate(stage_cfg, model=model, processor=vlm.processor)
