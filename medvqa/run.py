@@ -179,7 +179,8 @@ def _write_outputs(
         "wall_seconds": round(time.time() - started, 1),
         "test_weights": weights or "last",
         "samples": {k: len(v) for k, v in datamodule.splits.items()},
-        "skipped_while_reading": dict(datamodule.bad.skipped),
+        "skipped_while_reading": dict(datamodule.bad.skipped),  # reading, and training images each epoch
+        "skipped_in_evaluation": {s: int(metrics[s].get(f"{s}/skipped", 0)) for s in ("val", "test")},
     })  # fmt: skip
 
 

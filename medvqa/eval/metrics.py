@@ -122,7 +122,7 @@ class VQAScores(Metric):
         super().__init__(**kwargs)
         for key in self.KEYS:
             self.add_state(f"{key}_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        for n in ("n_closed", "n_open", "n_all"):
+        for n in ("n_closed", "n_open", "n_all", "n_skipped"):
             self.add_state(n, torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: list[str], truths: list[str], answer_types: list[str]) -> None:
@@ -135,10 +135,16 @@ class VQAScores(Metric):
             else:
                 self.n_open += 1
 
+    def skip(self, n: int) -> None:
+        """Count `n` questions left unscored (unreadable images, data.on_bad_sample=skip)."""
+        self.n_skipped += int(n)
+
     def compute(self) -> dict[str, torch.Tensor]:
+        """The scores (fractions), plus `scored` and `skipped`: the questions behind them and those left out."""
         closed, open_ = self.n_closed, self.n_open
         denominators = {"closed_acc": closed, "closed_exact": closed, "hedged": closed, "open_recall": open_,
                         "token_f1": open_, "exact_match": self.n_all}  # fmt: skip
-        return {
+        scores = {
             key: (getattr(self, f"{key}_sum") / denominators[key].clamp(min=1)).float() for key in self.KEYS
         }
+        return scores | {"scored": self.n_all.float(), "skipped": self.n_skipped.float()}

@@ -11,6 +11,8 @@ import lightning as L
 import torch
 from transformers import GenerationConfig
 
+from medvqa.data.collate import is_empty
+from medvqa.data.errors import DataError
 from medvqa.eval.metrics import VQAScores, score_item
 from medvqa.models.grad_checkpointing import enable_gradient_checkpointing
 from medvqa.models.param_groups import describe_groups, group_parameters
@@ -175,6 +177,9 @@ class VLMStage(L.LightningModule):
         ]
 
     def _evaluate(self, batch: dict[str, Any], split: str) -> None:
+        self.scores[split].skip(batch.get("n_skipped", 0))
+        if is_empty(batch):  # every image unreadable (data.on_bad_sample=skip): nothing to score
+            return
         loss = self.model(**model_inputs(batch)).loss
         self.log(f"{split}/loss", loss, batch_size=len(batch["meta"]["id"]), sync_dist=True)
         completions, meta = self.generate_answers(batch), batch["meta"]
@@ -216,9 +221,24 @@ class VLMStage(L.LightningModule):
 
     def log_skipped(self, batch: dict[str, Any]) -> None:
         if batch.get("n_skipped"):
-            self.log(
-                "train/skipped", float(batch["n_skipped"]), reduce_fx="sum", on_step=False, on_epoch=True
+            self.log("train/skipped", float(batch["n_skipped"]), reduce_fx="sum", on_step=False, on_epoch=True,
+                     batch_size=1)  # fmt: skip
+
+    def empty_step(self, batch: dict[str, Any]) -> bool:
+        """True when every image of this training micro-batch was unreadable (data.on_bad_sample=skip): the
+        stage's training_step then returns None, which Lightning takes as no backward for this micro-batch.
+        Its accumulation window's gradient is then the mean over the others (window_mean counts only the
+        micro-batches that ran); a window with none leaves the weights unchanged (no gradients to step on)."""
+        if not is_empty(batch):
+            return False
+        self.log_skipped(batch)
+        if self.trainer.world_size > 1:  # Lightning cannot skip a step on one rank of several
+            raise DataError(
+                f"every image of a training micro-batch was unreadable ({batch['n_skipped']} rows, "
+                "data.on_bad_sample=skip), and with several devices a step cannot be skipped: remove or fix the "
+                "unreadable files (the run's skip counts), or raise data.batch_size"
             )
+        return True
 
 
 def _generating_model(model: torch.nn.Module) -> torch.nn.Module:

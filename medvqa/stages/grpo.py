@@ -124,6 +124,9 @@ class GRPOModule(VLMStage):
     # -- the algorithm -------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         rollout = self.replayed_rollout()
+        if rollout is None and self.empty_step(batch):  # every image unreadable: nothing to sample from
+            self._replay.pop(self._slot, None)
+            return None
         if rollout is None:
             rollout = self.sample(batch)  # G completions per prompt, one batched generate call
             rollout.rewards = self.score(rollout)  # (N, K) each reward
