@@ -24,11 +24,19 @@ def corrupt_release(data_dir: Path) -> list[str]:
     return [p.name for p in images[1::2]]
 
 
-@pytest.mark.parametrize("stage", ["sft", "dpo"])
+STAGES = [
+    pytest.param(["stage=sft"], id="sft"),
+    pytest.param(["stage=dpo"], marks=pytest.mark.slow, id="dpo"),
+    pytest.param(["stage=grpo", "stage.num_generations=2", "stage.max_completion_length=4"],
+                 marks=pytest.mark.slow, id="grpo"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", STAGES)
 def test_batch_size_one_trains_to_the_end_and_reports_the_skipped_rows(tmp_path, capsys, stage):
     corrupt_release(tmp_path / "data")
     out = tmp_path / "run"
-    overrides = tiny_run(tmp_path / "data", f"stage={stage}", "data.batch_size=1", "data.eval_batch_size=1",
+    overrides = tiny_run(tmp_path / "data", *stage, "data.batch_size=1", "data.eval_batch_size=1",
                          "data.on_bad_sample=skip", "trainer.accumulate_grad_batches=2",
                          "trainer.max_steps=8", "stage.max_new_tokens=2")  # fmt: skip
     metrics = train(compose_config(overrides, output_dir=out))
