@@ -54,6 +54,9 @@ def build(cfg: DictConfig):
     datamodule.processor = vlm.processor
     stage_cfg = OmegaConf.to_container(cfg.stage, resolve=True)
     init_adapter = stage_cfg.pop("init_adapter", None)
+    stage_cfg.pop(
+        "monitor", None
+    )  # the run's default optimized_metric (conf/train.yaml), not a module argument
     # DPO, and GRPO with beta > 0, compare with the starting policy: a frozen copy of init_adapter
     reference = stage_cfg.get("reference") == "init" and bool(stage_cfg.get("beta"))
     model = apply_peft(vlm.model, instantiate(cfg.peft) if cfg.get("peft") else None, init_adapter, reference)
@@ -91,12 +94,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("eval_untrained"):
         metrics["untrained"] = evaluate_untrained(cfg, module, datamodule)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics["val"] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    weights = "best" if cfg.get("test_weights") == "best" and _has_best(trainer) else None
-    tested = trainer.test(module, datamodule=datamodule, ckpt_path=weights, verbose=False)
-    metrics["test"] = {k: float(v) for k, v in tested[0].items()}
-    # metrics written by callbacks after the stage logged (test/composite) are not in trainer.test's results
-    metrics["test"] |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    metrics |= evaluate_weights(cfg, trainer, module, datamodule)
+    weights = "best" if metrics["weights"] == "best" else None
     for logger in trainer.loggers:  # remote loggers get records only with logger.<name>.log_samples=true
         if getattr(logger, "log_samples", False):
             logger.log_predictions(module.predictions)
@@ -108,6 +107,40 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             print(datamodule.skipped_summary())
     trainer.strategy.barrier("run outputs written")  # a pipeline's next stage on any rank reads this adapter
     return metrics
+
+
+def evaluate_weights(cfg: DictConfig, trainer: L.Trainer, module, datamodule) -> dict[str, Any]:
+    """val and test scores of one set of weights, named: the best checkpoint by the monitor when
+    `test_weights=best` and one was kept, else the weights training ended with. (The last validation during
+    fit may be of other weights: the best is often earlier, the last validation before the last steps.) Also
+    the decoding config evaluation used."""
+    best = cfg.get("test_weights") == "best" and _has_best(trainer)
+    ckpt = "best" if best else None
+    # the re-validation goes to metrics.json only: the loggers' curves keep the validations of training
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        validated = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+    finally:
+        trainer.loggers = loggers
+    val = _split_metrics(validated, trainer, "val/")
+    test = _split_metrics(
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False), trainer, "test/"
+    )
+    generation = module.eval_generation_config().to_dict()
+    return {
+        "weights": "best" if best else "last",
+        "checkpoint": Path(trainer.checkpoint_callback.best_model_path).name if best else None,
+        "generation": {k: v for k, v in generation.items() if v is not None and not k.startswith("_")
+                       and k != "transformers_version"},
+        "val": val,
+        "test": test,
+    }  # fmt: skip
+
+
+def _split_metrics(results: list[dict], trainer: L.Trainer, prefix: str) -> dict[str, float]:
+    # metrics written by callbacks after the stage logged (val/composite) are not in the loop's results
+    metrics = {k: float(v) for k, v in results[0].items()}
+    return metrics | {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
 
 
 def resume_path(cfg: DictConfig) -> str | None:
@@ -152,7 +185,8 @@ def _write_outputs(
         "wall_seconds": round(time.time() - started, 1),
         "test_weights": weights or "last",
         "samples": {k: len(v) for k, v in datamodule.splits.items()},
-        "skipped_while_reading": dict(datamodule.bad.skipped),
+        "skipped_while_reading": dict(datamodule.bad.skipped),  # reading, and training images each epoch
+        "skipped_in_evaluation": {s: int(metrics[s].get(f"{s}/skipped", 0)) for s in ("val", "test")},
     })  # fmt: skip
 
 

@@ -35,7 +35,7 @@ def test_grpo_search_composes_over_lr_and_temperature_in_the_monitor_mode_direct
     }
     # the experiment is untouched: GRPO on VQA-RAD at its own lr and temperature until a trial overrides them
     assert cfg.stage._target_ == "medvqa.stages.grpo.GRPOModule" and cfg.stage.lr == 2.0e-6
-    assert cfg.stage.temperature == 0.8 and cfg.optimized_metric == "val/closed_acc"
+    assert cfg.stage.temperature == 0.8 and cfg.optimized_metric == "val/closed_exact"
 
 
 def test_grpo_search_brings_the_grpo_stage_and_sft_search_keeps_the_stage():
@@ -122,7 +122,7 @@ def test_a_grpo_optuna_search_over_lr_and_temperature(tmp_path, data_dir):
     assert set(results.best_params) == {"stage.lr", "stage.temperature"}
     assert 5e-7 <= results.best_params["stage.lr"] <= 2e-5
     assert 0.6 <= results.best_params["stage.temperature"] <= 1.2
-    assert results.best_value == max(t["val/closed_acc"] for t in trials)  # monitor_mode=max
+    assert results.best_value == max(t["val/closed_exact"] for t in trials)  # grpo's monitor, mode max
     best = [t for t in trials if float(t["overrides"]["stage.lr"]) == results.best_params["stage.lr"]]
     assert (
         len(best) == 1

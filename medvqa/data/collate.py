@@ -28,7 +28,8 @@ META_FIELDS = ("id", "question", "answer", "answer_type", "question_type", "moda
 
 class VQACollator:
     """Collates dataset items `{"sample": VQASample, "image": PIL.Image | None}`; None images were unreadable
-    and skipped (counted in `n_skipped`)."""
+    and skipped (counted in `n_skipped`). A batch whose every image was unreadable is `empty_batch`: the
+    stages skip it (see `is_empty`), so data.on_bad_sample=skip never ends a run, even at batch size 1."""
 
     def __init__(
         self,
@@ -82,7 +83,7 @@ class VQACollator:
         n_skipped = sum(item["image"] is None for item in items)
         items = [item for item in items if item["image"] is not None]
         if not items:
-            raise RuntimeError("every sample in this batch was unreadable; see the data.on_bad_sample counts")
+            return empty_batch(n_skipped)
         samples: list[VQASample] = [item["sample"] for item in items]
         images: list[Image.Image] = [item["image"] for item in items]
         enc = self.processor(
@@ -139,6 +140,16 @@ class VQACollator:
             out[k] = joined.masked_fill(~(in_prompt | in_answer), pad.get(k, 0))
         out["labels"] = out["input_ids"].masked_fill(~in_answer, IGNORE_INDEX)
         return out
+
+
+def empty_batch(n_skipped: int) -> dict[str, Any]:
+    """The batch of a micro-batch whose every image was unreadable: no rows, only the skip count."""
+    return {"meta": {key: [] for key in META_FIELDS}, "n_skipped": n_skipped}
+
+
+def is_empty(batch: dict[str, Any]) -> bool:
+    """No rows to train on or score (every image in it was unreadable, data.on_bad_sample=skip)."""
+    return not batch["meta"]["id"]
 
 
 def token_tail(key: str, ids: torch.Tensor) -> torch.Tensor:

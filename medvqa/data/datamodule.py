@@ -209,10 +209,11 @@ class MedVQADataModule(L.LightningDataModule):
         return super().transfer_batch_to_device(tensors, device, dataloader_idx) | {"meta": batch["meta"]}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Images found unreadable while loading (on_bad_sample=skip) join the reading counts."""
-        if isinstance(batch, dict) and batch.get("n_skipped"):
-            stage = "train" if self.trainer.training else "test" if self.trainer.testing else "val"
-            self.bad.skipped[f"unreadable image ({stage})"] += int(batch["n_skipped"])
+        """Training images found unreadable while loading (on_bad_sample=skip) join the reading counts (every
+        time one is read: each epoch). Evaluation counts its own, once per pass (the stages' `{split}/skipped`),
+        as val and test run several times (untrained, each validation, the chosen weights)."""
+        if isinstance(batch, dict) and batch.get("n_skipped") and self.trainer.training:
+            self.bad.skipped["unreadable image (train)"] += int(batch["n_skipped"])
         return batch
 
     def skipped_summary(self) -> str:

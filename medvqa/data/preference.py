@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medvqa.data.collate import VQACollator
+from medvqa.data.collate import VQACollator, empty_batch
 from medvqa.data.errors import BadSamples, DataError, resolve_inside
 from medvqa.data.sample import VQASample, infer_answer_type
 from medvqa.eval.metrics import normalize
@@ -167,10 +167,10 @@ class PairCollator:
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         n_skipped = sum(item["image"] is None for item in items)
         items = [item for item in items if item["image"] is not None]
-        if not items:
-            raise RuntimeError(
-                "every pair in this batch had an unreadable image; see the data.on_bad_sample counts"
-            )
+        if not items:  # every image unreadable: the stage skips it (medvqa/data/collate.py is_empty)
+            batch = empty_batch(n_skipped)
+            batch["meta"] |= {"rejected": [], "source": []}
+            return batch
         chosen = [{"sample": it["sample"], "image": it["image"]} for it in items]
         rejected = [
             {"sample": replace(it["sample"], answer=it["rejected"]), "image": it["image"]} for it in items

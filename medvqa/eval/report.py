@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-SHOWN = ("closed_acc", "closed_exact", "open_recall", "token_f1", "exact_match", "loss")
+SHOWN = ("closed_acc", "closed_exact", "hedged", "open_recall", "token_f1", "exact_match", "loss")
 
 
 def results_table(metrics: dict[str, Any]) -> Table:
@@ -24,7 +24,21 @@ def results_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
+def skipped_lines(metrics: dict[str, Any]) -> list[str]:
+    """One line per evaluated split that left questions out (unreadable images): its scores' denominator."""
+    lines = []
+    for split in ("val", "test"):
+        values = metrics.get(split, {})
+        skipped, scored = int(values.get(f"{split}/skipped", 0)), int(values.get(f"{split}/scored", 0))
+        if skipped:
+            lines.append(f"{split}: {skipped} of {skipped + scored} questions skipped (unreadable images); "
+                         f"scores are over {scored}")  # fmt: skip
+    return lines
+
+
 def print_results(metrics: dict[str, Any], out: Path) -> None:
     console = Console()
     console.print(results_table(metrics))
+    for line in skipped_lines(metrics):
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"outputs: {out}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from medvqa.eval.metrics import exact_match, normalize, open_recall, token_f1
+from medvqa.eval.metrics import normalize, open_recall, score_item, token_f1
 from medvqa.rewards.tags import answer_text, tag, well_formed
 
 NAN = math.nan
@@ -28,13 +28,17 @@ def format_reward(completions: list[str], **_) -> list[float]:
 def answer_match(
     completions: list[str], answer: list[str], answer_type: list[str], open_score: str = "f1", **_
 ) -> list[float]:
-    """Closed questions: normalised exact match (so "no" inside "normal" earns nothing). Open questions:
-    token F1 (`open_score: f1`) or the protocol's recall (`open_score: recall`; rewards listing every word)."""
+    """Closed questions: the evaluation's closed_exact (medvqa/eval/metrics.py score_item): the answer tag,
+    else the first sentence, must equal the truth once normalised, so "no" inside "normal" earns nothing and
+    a hedge ("yes, no") earns nothing. Open questions: token F1 (`open_score: f1`) or the protocol's recall
+    (`open_score: recall`; rewards listing every word), on the answer tag (else the whole completion)."""
     if open_score not in ("f1", "recall"):
         raise ValueError(f"stage.reward_options.answer_match.open_score={open_score!r}; use f1 or recall")
     score_open = token_f1 if open_score == "f1" else open_recall
     return [
-        exact_match(answer_text(c), truth) if kind == "closed" else score_open(answer_text(c), truth)
+        score_item(c, truth, "closed")["closed_exact"]
+        if kind == "closed"
+        else score_open(answer_text(c), truth)
         for c, truth, kind in zip(completions, answer, answer_type, strict=True)
     ]
 

@@ -9,13 +9,19 @@ from typing import Any
 
 import lightning as L
 import torch
+from transformers import GenerationConfig
 
+from medvqa.data.collate import is_empty
+from medvqa.data.errors import DataError
 from medvqa.eval.metrics import VQAScores, score_item
 from medvqa.models.grad_checkpointing import enable_gradient_checkpointing
 from medvqa.models.param_groups import describe_groups, group_parameters
 
 log = logging.getLogger(__name__)
 NOT_MODEL_INPUTS = ("meta", "n_skipped")
+# Evaluation decodes greedily with nothing else switched on; `stage.eval_generation` changes single keys.
+EVAL_GENERATION = {"do_sample": False, "num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                   "length_penalty": 1.0, "temperature": None, "top_k": None, "top_p": None, "use_cache": True}  # fmt: skip
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
@@ -43,14 +49,20 @@ class VLMStage(L.LightningModule):
         param_groups: dict[str, dict[str, Any]] | None = None,
         gradient_checkpointing: bool = False,
         lr: float | None = None,
+        eval_generation: dict[str, Any] | None = None,
     ):
         """`lr` is the config's `stage.lr`, which `stage.optimizer.lr` interpolates: the optimizer partial
-        already carries it, so it is only recorded here (hparams) for sweeps and reports."""
+        already carries it, so it is only recorded here (hparams) for sweeps and reports.
+        `eval_generation`: GenerationConfig keys that override EVAL_GENERATION (greedy) for evaluation."""
         super().__init__()
         self.save_hyperparameters(ignore=["model", "processor", "optimizer", "scheduler"])
         self.model, self.processor = model, processor
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.max_new_tokens = max_new_tokens
+        self.eval_generation = EVAL_GENERATION | dict(eval_generation or {})
+        unknown = sorted(set(self.eval_generation) - set(GenerationConfig().to_dict()))
+        if unknown:
+            raise ValueError(f"stage.eval_generation has keys GenerationConfig does not know: {unknown}")
         self.param_groups, self.gradient_checkpointing = param_groups, gradient_checkpointing
         self._window_items: torch.Tensor | None = None  # loss items (answer tokens, pairs) in this window
         self._window_ref: float | None = None  # the first micro-batch's item count: the loss scale
@@ -135,17 +147,39 @@ class VLMStage(L.LightningModule):
         }
 
     # -- evaluation by generation --------------------------------------------------------------------
+    def eval_generation_config(self) -> GenerationConfig:
+        """The complete evaluation decoding config, built from scratch: EVAL_GENERATION with the stage's
+        overrides, max_new_tokens, and the end/pad tokens of the model and tokenizer (nothing else of the
+        checkpoint's generation_config: its sampling, penalties or n-gram bans would change the scores)."""
+        own = getattr(_generating_model(self.model), "generation_config", None)
+        return GenerationConfig(**(self.eval_generation | {
+            "max_new_tokens": self.max_new_tokens,
+            "eos_token_id": getattr(own, "eos_token_id", None) or self.processor.tokenizer.eos_token_id,
+            "pad_token_id": self.processor.tokenizer.pad_token_id,
+        }))  # fmt: skip
+
     @torch.no_grad()
     def generate_answers(self, batch: dict[str, Any], **kwargs) -> list[str]:
         inputs = prompt_inputs(batch)
-        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": False} | kwargs
-        out = self.model.generate(**inputs, **kwargs)
+        config = self.eval_generation_config()
+        config.update(**kwargs)
+        # generate() fills every key left unset (None) from the model's own generation_config: swap that for
+        # ours during the call, so the checkpoint's settings cannot apply silently
+        inner = _generating_model(self.model)
+        saved, inner.generation_config = inner.generation_config, config
+        try:
+            out = self.model.generate(**inputs, generation_config=config)
+        finally:
+            inner.generation_config = saved
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
         return [
             t.strip() for t in self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         ]
 
     def _evaluate(self, batch: dict[str, Any], split: str) -> None:
+        self.scores[split].skip(batch.get("n_skipped", 0))
+        if is_empty(batch):  # every image unreadable (data.on_bad_sample=skip): nothing to score
+            return
         loss = self.model(**model_inputs(batch)).loss
         self.log(f"{split}/loss", loss, batch_size=len(batch["meta"]["id"]), sync_dist=True)
         completions, meta = self.generate_answers(batch), batch["meta"]
@@ -187,9 +221,29 @@ class VLMStage(L.LightningModule):
 
     def log_skipped(self, batch: dict[str, Any]) -> None:
         if batch.get("n_skipped"):
-            self.log(
-                "train/skipped", float(batch["n_skipped"]), reduce_fx="sum", on_step=False, on_epoch=True
+            self.log("train/skipped", float(batch["n_skipped"]), reduce_fx="sum", on_step=False, on_epoch=True,
+                     batch_size=1)  # fmt: skip
+
+    def empty_step(self, batch: dict[str, Any]) -> bool:
+        """True when every image of this training micro-batch was unreadable (data.on_bad_sample=skip): the
+        stage's training_step then returns None, which Lightning takes as no backward for this micro-batch.
+        Its accumulation window's gradient is then the mean over the others (window_mean counts only the
+        micro-batches that ran); a window with none leaves the weights unchanged (no gradients to step on)."""
+        if not is_empty(batch):
+            return False
+        self.log_skipped(batch)
+        if self.trainer.world_size > 1:  # Lightning cannot skip a step on one rank of several
+            raise DataError(
+                f"every image of a training micro-batch was unreadable ({batch['n_skipped']} rows, "
+                "data.on_bad_sample=skip), and with several devices a step cannot be skipped: remove or fix the "
+                "unreadable files (the run's skip counts), or raise data.batch_size"
             )
+        return True
+
+
+def _generating_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model under a peft wrapper (whose generate reads the inner generation_config)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def gather_predictions(rows: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]]:

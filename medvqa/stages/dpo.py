@@ -16,7 +16,7 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch.utils.data import DataLoader
 
-from medvqa.data.collate import IGNORE_INDEX
+from medvqa.data.collate import IGNORE_INDEX, is_empty
 from medvqa.data.datamodule import VQADataset
 from medvqa.data.preference import PreferenceSet
 from medvqa.data.sample import VQASample
@@ -83,7 +83,9 @@ class DPOModule(VLMStage):
             raise ValueError("stage.sources includes on_policy: set trainer.reload_dataloaders_every_n_epochs=1 so "
                              "the model's answers are regenerated every epoch")  # fmt: skip
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if self.empty_step(batch):
+            return None
         inputs, n = model_inputs(batch), len(batch["meta"]["id"])
         policy = answer_logps(self.model, inputs)  # (2B,): chosen rows, then rejected rows
         reference = self.reference_logps(inputs)
@@ -123,6 +125,8 @@ class DPOModule(VLMStage):
         was_training, answers = self.model.training, {}
         self.model.eval()
         for batch in loader:
+            if is_empty(batch):  # every image unreadable: those samples answer ""
+                continue
             batch = move_data_to_device(batch, self.device)
             preds = [self.answer_from(c) for c in self.generate_answers(batch)]
             answers.update(zip(batch["meta"]["id"], preds, strict=True))

@@ -141,6 +141,9 @@ class GRPOModule(VLMStage):
     # -- the algorithm -------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         rollout = self.replayed_rollout(batch_idx, batch["meta"].get("batch_row"))
+        if rollout is None and self.empty_step(batch):  # every image unreadable: nothing to sample from
+            self._replay.pop(self._replay_key, None)
+            return None
         if rollout is None:
             rollout = self.sample(batch)  # G completions per prompt, one batched generate call
             rollout.rewards = self.score(rollout)  # (N, K) each reward

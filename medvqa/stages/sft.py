@@ -55,7 +55,9 @@ class SFTModule(VLMStage):
             weights = sample_weights(self.answer_weights, meta["answer"], meta["answer_type"], labels.device)
         return answer_token_ce(logits, labels[:, positions + 1], weights)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if self.empty_step(batch):
+            return None
         total, count = self.answer_loss(batch)
         self.log("train/loss", total / count, prog_bar=True, batch_size=len(batch["meta"]["id"]))
         self.log_skipped(batch)

@@ -48,11 +48,8 @@ def test_skipped_images_are_counted_and_printed_at_the_end(release_copy, tmp_pat
                       tmp_path / "run")  # fmt: skip
     train(cfg)
     info = json.loads((tmp_path / "run" / "run_info.json").read_text())
-    assert info["skipped_while_reading"] == {"unreadable image (test)": 1}
-    assert (
-        "skipped 1 bad samples (data.on_bad_sample=skip): 1 unreadable image (test)"
-        in capsys.readouterr().out
-    )
+    assert info["skipped_in_evaluation"] == {"val": 0, "test": 1} and info["skipped_while_reading"] == {}
+    assert "test: 1 of 2 questions skipped (unreadable images); scores are over 1" in capsys.readouterr().out
 
 
 @pytest.mark.slow

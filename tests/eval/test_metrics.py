@@ -4,6 +4,7 @@ import pytest
 
 from medvqa.eval.metrics import (
     VQAScores,
+    closed_answer,
     closed_substring,
     exact_match,
     normalize,
@@ -48,7 +49,7 @@ def test_open_recall_and_f1_by_hand():
 
 
 def test_score_item_keys_follow_answer_type():
-    assert set(score_item("yes", "yes", "closed")) == {"exact_match", "closed_acc", "closed_exact"}
+    assert set(score_item("yes", "yes", "closed")) == {"exact_match", "closed_acc", "closed_exact", "hedged"}
     assert set(score_item("a b", "a", "open")) == {"exact_match", "open_recall", "token_f1"}
 
 
@@ -64,3 +65,55 @@ def test_torchmetric_aggregates_per_answer_type():
     assert out["exact_match"] == pytest.approx(1 / 4)
     m.reset()
     assert float(m.compute()["closed_acc"]) == 0.0 and int(m.n_all) == 0
+
+
+# -- a closed question is scored on the answer, not the whole completion (issue 10 item 4) ------------------
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("Yes. The lesion is on the left", "Yes"),
+        ("The mass measures 3.5 cm. It is benign", "The mass measures 3.5 cm"),  # a decimal is no full stop
+        ("no; the heart is normal", "no"),
+        ("left\nright", "left"),
+        ("<think>it is dark</think><answer>no. really</answer>", "no"),  # the tag first, then its sentence
+        ("yes, no", "yes, no"),  # a comma does not end the sentence
+        ("  ", ""),
+    ],
+)
+def test_closed_answer_is_the_tagged_answer_else_the_first_sentence(completion, expected):
+    assert closed_answer(completion) == expected
+
+
+@pytest.mark.parametrize(
+    ("pred", "truth", "acc", "exact", "hedge"),
+    [
+        ("no", "no", 1.0, 1.0, 0.0),
+        ("normal", "no", 1.0, 0.0, 0.0),  # the protocol's substring flaw is kept in closed_acc (paper number)
+        ("yes, no", "no", 0.0, 0.0, 1.0),  # both polar answers: a hedge is wrong
+        ("Yes or no", "yes", 0.0, 0.0, 1.0),
+        ("left and right", "left", 0.0, 0.0, 1.0),
+        ("left and right", "left and right", 1.0, 1.0, 0.0),  # the truth itself names both: no hedge
+        ("Yes. The lesion is on the left", "yes", 1.0, 1.0, 0.0),
+        ("Yes. No.", "no", 0.0, 0.0, 0.0),  # committed to the first sentence's answer
+        ("The lesion is on the left. yes", "yes", 0.0, 0.0, 0.0),
+    ],
+)
+def test_closed_scores_on_hand_cases(pred, truth, acc, exact, hedge):
+    scores = score_item(pred, truth, "closed")
+    assert (scores["closed_acc"], scores["closed_exact"], scores["hedged"]) == (acc, exact, hedge)
+
+
+def test_long_garbage_completion_scores_nothing_on_closed_questions():
+    # a 48-token GRPO completion that names every answer: the whole-text substring rule scored it right
+    garbage = " ".join(["ct left no yes lung the right mass axial liver normal absent present"] * 4)
+    assert closed_substring(garbage, "no") == 1.0 and closed_substring(garbage, "yes") == 1.0  # the old rule
+    for truth in ("yes", "no", "left", "right"):
+        scores = score_item(garbage, truth, "closed")
+        assert scores["closed_acc"] == 0.0 and scores["closed_exact"] == 0.0 and scores["hedged"] == 1.0
+
+
+def test_torchmetric_reports_the_hedged_rate_over_closed_questions():
+    m = VQAScores()
+    m.update(["yes, no", "no", "left lung"], ["yes", "no", "left lung"], ["closed", "closed", "open"])
+    out = {k: float(v) for k, v in m.compute().items()}
+    assert out["hedged"] == pytest.approx(0.5) and out["closed_acc"] == pytest.approx(0.5)

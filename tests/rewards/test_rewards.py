@@ -45,6 +45,13 @@ def test_answer_match_closed_is_exact_and_open_is_f1_or_recall():
         answer_match(completions, truths, kinds, open_score="bleu")
 
 
+def test_answer_match_scores_closed_answers_as_the_metrics_do_so_hedging_earns_nothing():
+    completions = ["Yes. The lesion is on the left", "yes, no", "<think>t</think><answer>no or yes</answer>",
+                   "No; the heart is normal", "left and right"]  # fmt: skip
+    truths = ["yes", "yes", "no", "no", "left and right"]
+    assert answer_match(completions, truths, ["closed"] * 5) == [1.0, 0.0, 0.0, 1.0, 1.0]
+
+
 def test_plane_and_modality_match_with_synonyms_missing_tags_and_missing_labels():
     completions = [GOOD, "<think>t</think><modality>MR</modality><answer>a</answer>", "coronal", GOOD]
     plane = plane_match(completions, plane=["coronal", "axial", "coronal", ""])

@@ -225,7 +225,9 @@ def _fake_ranks(module, world_size=2, accumulate=1):
         return tensor * world_size
 
     module._trainer = SimpleNamespace(
-        world_size=world_size, accumulate_grad_batches=accumulate, strategy=SimpleNamespace(reduce=reduce),
+        world_size=world_size,
+        accumulate_grad_batches=accumulate,
+        strategy=SimpleNamespace(reduce=reduce),
         global_step=0,
     )
     module.window_mean = lambda total, count: total / count
