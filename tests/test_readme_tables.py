@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import ROOT, compose_cfg
+
+from medvqa.run import ROOT_DIR as ROOT
+from medvqa.run import compose_config as compose_cfg
 
 
 def _data_table() -> dict[str, str]:
