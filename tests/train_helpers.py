@@ -106,3 +106,19 @@ class ItemsDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(items(2), batch_size=2, collate_fn=VQACollator(self.processor))
+
+
+class RecordBatches(L.Callback):
+    """Writes the sample ids of every training batch, in order, to `path` (JSON) when fit ends."""
+
+    def __init__(self, path: str):
+        self.path, self.ids = path, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.ids.append(list(batch["meta"]["id"]))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        import json
+
+        with open(self.path, "w") as f:
+            json.dump(self.ids, f)
