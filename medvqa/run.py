@@ -155,8 +155,10 @@ def objective(metrics: dict[str, Any], name: str | None) -> float | None:
     if not name:
         return None
     if name.startswith("val/") and not metrics.get("val"):
-        # a short run (trainer.max_steps below trainer.val_check_interval) never validates: nothing to return
-        log.warning("optimized_metric=%s: no validation ran, so the run returns no objective", name)
+        # callbacks.final_validation validates every fit's end; only a run with validation switched off
+        # (trainer.limit_val_batches=0, or callbacks without final_validation) gets here
+        log.warning("optimized_metric=%s: no validation ran (trainer.limit_val_batches=0?), so the run returns "
+                    "no objective", name)  # fmt: skip
         return None
     for split in ("test", "val"):
         if name in metrics.get(split, {}):
