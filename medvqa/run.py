@@ -22,6 +22,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from medvqa.callbacks.batch_size_finder import accumulation_for
+from medvqa.callbacks.early_stopping import stopped_early
 from medvqa.eval.report import print_results
 from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
 from medvqa.models.peft import apply_peft
@@ -96,7 +97,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             logger.log_predictions(module.predictions)
     model_state = gathered_model_state(trainer)  # under FSDP a collective: every rank takes part
     if trainer.is_global_zero:
-        _write_outputs(cfg, out, model, module, metrics, datamodule, started, weights, model_state)
+        _write_outputs(cfg, out, model, module, metrics, datamodule, started, weights, model_state,
+                       stopped_early(trainer))  # fmt: skip
         print_results(metrics, out)
         if datamodule.skipped_summary():
             print(datamodule.skipped_summary())
@@ -135,7 +137,7 @@ def gathered_model_state(trainer: L.Trainer) -> dict[str, Any] | None:
 
 
 def _write_outputs(
-    cfg, out: Path, model, module, metrics, datamodule, started, weights, model_state=None
+    cfg, out: Path, model, module, metrics, datamodule, started, weights, model_state=None, stopped=None
 ) -> None:
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     if hasattr(model, "peft_config"):
@@ -147,6 +149,7 @@ def _write_outputs(
         "test_weights": weights or "last",
         "samples": {k: len(v) for k, v in datamodule.splits.items()},
         "skipped_while_reading": dict(datamodule.bad.skipped),
+        "stopped_early": stopped,  # callbacks.early_stopping ended the fit before its budget: when and why
     })  # fmt: skip
 
 

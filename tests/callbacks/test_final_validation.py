@@ -30,6 +30,7 @@ def test_last_step_between_validations_is_validated_once(data_dir, tmp_path):
     out = tmp_path / "ten"
     train(compose_config(tiny_run(data_dir), out))  # max_steps=10, validations at 4 and 8, then the end
     assert len(_val_steps(out)) == 3 and len(set(_val_steps(out))) == 3
+    assert json.loads((out / "run_info.json").read_text())["stopped_early"] is None  # ran its whole budget
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
     # adapter/ holds the tested weights: the best checkpoint by the monitor (test_weights=best)
     (best,) = (out / "checkpoints").glob("step*.ckpt")
