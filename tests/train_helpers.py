@@ -122,3 +122,20 @@ class RecordBatches(L.Callback):
 
         with open(self.path, "w") as f:
             json.dump(self.ids, f)
+
+
+class HangAt(L.Callback):
+    """After optimizer step `step`, writes `marker` and waits to be killed (a subprocess test's kill -9 lands
+    at a known step, not a race with the run's end)."""
+
+    def __init__(self, step: int, marker: str):
+        self.step, self.marker = step, marker
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+        from pathlib import Path
+
+        if trainer.global_step >= self.step:
+            Path(self.marker).write_text(str(trainer.global_step))
+            while True:
+                time.sleep(1)
