@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from medvqa.callbacks.batch_size_finder import accumulation_for
 from medvqa.cli import user_errors
+from medvqa.callbacks.early_stopping import stopped_early
 from medvqa.eval.report import print_results
 from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
 from medvqa.models.peft import apply_peft
@@ -101,7 +102,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             logger.log_predictions(module.predictions)
     model_state = gathered_model_state(trainer)  # under FSDP a collective: every rank takes part
     if trainer.is_global_zero:
-        _write_outputs(cfg, out, model, module, metrics, datamodule, started, weights, model_state)
+        _write_outputs(cfg, out, model, module, metrics, datamodule, started, weights, model_state,
+                       stopped_early(trainer))  # fmt: skip
         print_results(metrics, out)
         if datamodule.skipped_summary():
             print(datamodule.skipped_summary())
@@ -174,7 +176,7 @@ def gathered_model_state(trainer: L.Trainer) -> dict[str, Any] | None:
 
 
 def _write_outputs(
-    cfg, out: Path, model, module, metrics, datamodule, started, weights, model_state=None
+    cfg, out: Path, model, module, metrics, datamodule, started, weights, model_state=None, stopped=None
 ) -> None:
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     if hasattr(model, "peft_config"):
@@ -187,6 +189,7 @@ def _write_outputs(
         "samples": {k: len(v) for k, v in datamodule.splits.items()},
         "skipped_while_reading": dict(datamodule.bad.skipped),  # reading, and training images each epoch
         "skipped_in_evaluation": {s: int(metrics[s].get(f"{s}/skipped", 0)) for s in ("val", "test")},
+        "stopped_early": stopped,  # callbacks.early_stopping ended the fit before its budget: when and why
     })  # fmt: skip
 
 
@@ -195,8 +198,10 @@ def objective(metrics: dict[str, Any], name: str | None) -> float | None:
     if not name:
         return None
     if name.startswith("val/") and not metrics.get("val"):
-        # a short run (trainer.max_steps below trainer.val_check_interval) never validates: nothing to return
-        log.warning("optimized_metric=%s: no validation ran, so the run returns no objective", name)
+        # callbacks.final_validation validates every fit's end; only a run with validation switched off
+        # (trainer.limit_val_batches=0, or callbacks without final_validation) gets here
+        log.warning("optimized_metric=%s: no validation ran (trainer.limit_val_batches=0?), so the run returns "
+                    "no objective", name)  # fmt: skip
         return None
     for split in ("test", "val"):
         if name in metrics.get(split, {}):

@@ -106,3 +106,36 @@ class ItemsDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(items(2), batch_size=2, collate_fn=VQACollator(self.processor))
+
+
+class RecordBatches(L.Callback):
+    """Writes the sample ids of every training batch, in order, to `path` (JSON) when fit ends."""
+
+    def __init__(self, path: str):
+        self.path, self.ids = path, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.ids.append(list(batch["meta"]["id"]))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        import json
+
+        with open(self.path, "w") as f:
+            json.dump(self.ids, f)
+
+
+class HangAt(L.Callback):
+    """After optimizer step `step`, writes `marker` and waits to be killed (a subprocess test's kill -9 lands
+    at a known step, not a race with the run's end)."""
+
+    def __init__(self, step: int, marker: str):
+        self.step, self.marker = step, marker
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+        from pathlib import Path
+
+        if trainer.global_step >= self.step:
+            Path(self.marker).write_text(str(trainer.global_step))
+            while True:
+                time.sleep(1)

@@ -1,4 +1,5 @@
-"""Lightning's rich progress bar, showing the learning rate and throughput (samples/s) beside the loss."""
+"""Lightning's rich progress bar, showing the learning rate and throughput (samples/s) beside the loss, and
+on a step budget (trainer.max_steps, max_epochs=-1) the step of max_steps where Lightning shows `Epoch 9/-2`."""
 
 from __future__ import annotations
 
@@ -34,6 +35,19 @@ class ProgressBar(RichProgressBar):
         self._seen += batch_size_of(batch)
         self._times.append((time.perf_counter(), self._seen))
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self._step_budget() and self.progress is not None and self.train_progress_bar_id is not None:
+            description = self._get_train_description(trainer.current_epoch)
+            self.progress.update(self.train_progress_bar_id, description=description)
+
+    def _step_budget(self) -> bool:
+        """Training ends at max_steps, not after a number of epochs (max_epochs -1 or None)."""
+        return self.trainer.max_epochs in (None, -1) and self.trainer.max_steps > 0
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if not self._step_budget():
+            return super()._get_train_description(current_epoch)
+        description = f"step {self.trainer.global_step}/{self.trainer.max_steps}"
+        return f"{description:{len(self.validation_description)}}"  # as Lightning pads: no flicker
 
     def samples_per_second(self) -> float | None:
         if len(self._times) < 2:

@@ -5,8 +5,9 @@ scheduler, loop counters and callback states, but two things a mid-epoch resume 
 
 - where the epoch's data order was: a plain shuffling DataLoader starts the epoch over (Lightning warns
   "your dataloader is not resumable"), and its shuffle generator restarts, so the rest of the run sees
-  other batches. Here the training loader's sampler draws each epoch's order from (seed, epoch) and, on
-  resume, skips the samples the checkpointed epoch had already used.
+  other batches. Here the training loader's own sampler (the datamodule's TrainSampler, a shuffle, file
+  order) is wrapped so each epoch's order is a pure function of (seed, epoch) and, on resume, the samples
+  the checkpointed epoch had already used are skipped.
 - the random state (dropout, sampling): saved with the checkpoint and restored just before the first
   resumed batch. Augmentations that draw from the main process's global RNG while loading (num_workers=0)
   are fetched one batch ahead of training and so are not replayed exactly; seed them per sample.
@@ -14,6 +15,7 @@ scheduler, loop counters and callback states, but two things a mid-epoch resume 
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 from typing import Any
@@ -21,36 +23,56 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler, Sampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
 
 log = logging.getLogger(__name__)
 
 
 class ResumableSampler(Sampler[int]):
-    """Order = a permutation drawn from (seed, epoch) (or 0..n-1 without shuffle); the first pass over
-    `resume_epoch` skips its first `skip` indices. Its length stays n, so Lightning's batch counts agree
-    with the restored loop counters."""
+    """The train loader's own sampler, with each epoch's order a pure function of (seed, epoch) and the first
+    pass over `resume_epoch` skipping its first `skip` indices.
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, resume_epoch: int = -1, skip: int = 0):
-        self.n, self.seed, self.shuffle = n, seed, shuffle
+    The order is the wrapped sampler's: one with `set_epoch` (the datamodule's TrainSampler, with its length
+    grouping and source weights; a DistributedSampler) is set to the epoch before every pass; a RandomSampler
+    (`shuffle=True`) draws from a generator seeded with (seed, epoch), keeping its replacement and num_samples;
+    any other (sequential) is iterated as it is. Its length stays the wrapped sampler's, so Lightning's batch
+    counts agree with the restored loop counters."""
+
+    def __init__(self, sampler: Sampler[int], seed: int = 0, resume_epoch: int = -1, skip: int = 0):
+        self.sampler, self.seed = sampler, seed
         self.epoch, self.resume_epoch, self.skip = 0, resume_epoch, skip
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this at every epoch start
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return len(self.sampler)
 
     def order(self, epoch: int) -> list[int]:
-        if not self.shuffle:
-            return list(range(self.n))
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return torch.randperm(self.n, generator=generator).tolist()
+        sampler = self.sampler
+        if isinstance(sampler, RandomSampler):  # its own generator advances per pass: reseed it per epoch
+            sampler = copy.copy(sampler)
+            sampler.generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        elif hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        return list(sampler)
 
     def __iter__(self):
         start = self.skip if self.epoch == self.resume_epoch else 0
         self.skip = 0
         yield from self.order(self.epoch)[start:]
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position ResumeState saves and restores (through its ResumableSampler). The
+    state_dict interface tells Lightning the loader resumes mid-epoch exactly, so it does not warn
+    "your dataloader is not resumable"; the position itself lives in ResumeState's checkpoint entry."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass
 
 
 def rng_state() -> dict[str, Any]:
@@ -102,13 +124,19 @@ class ResumeState(L.Callback):
             del dm.train_dataloader
 
     def _resumable(self, loader: DataLoader, seed: int) -> DataLoader:
-        """The same loader with a ResumableSampler (Lightning re-requests it when the batch size changes)."""
+        """The same loader, its sampler wrapped in a ResumableSampler (Lightning re-requests the loader when
+        the batch size changes)."""
+        if loader.batch_sampler is not None and type(loader.batch_sampler) is not BatchSampler:
+            raise TypeError(
+                f"callbacks.resume_state: the train loader's batch_sampler {type(loader.batch_sampler).__name__} "
+                "cannot be resumed mid-epoch; give the loader a sampler and batch_size, or drop resume_state "
+                "(callbacks.resume_state=null) if the loader is stateful itself"
+            )
         r = self._restored or {}
         skip = r.get("batches_done", 0) * r.get("batch_size", 0)
-        sampler = ResumableSampler(len(loader.dataset), seed, isinstance(loader.sampler, RandomSampler),
-                                   r.get("epoch", -1), skip)  # fmt: skip
+        sampler = ResumableSampler(loader.sampler, seed, r.get("epoch", -1), skip)
         workers = loader.num_workers
-        return DataLoader(
+        return ResumableLoader(
             loader.dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=workers,
             collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
             worker_init_fn=loader.worker_init_fn, generator=loader.generator,

@@ -26,3 +26,19 @@ def test_memory_monitor_logs_every_n_steps(tmp_path):
     shown = bar.get_metrics(t, t.lightning_module)
     assert "train/loss" in shown and shown["lr"] == "1.00e-01"
     assert float(shown["samples/s"]) > 0
+
+
+def test_progress_bar_shows_steps_of_max_steps_on_a_step_budget():
+    """max_epochs=-1 with max_steps: Lightning's description is `Epoch 1/-2`; the bar shows the step."""
+    model, processor = tiny_lora()
+    bar = ProgressBar()
+    t = trainer(max_steps=6, max_epochs=-1, callbacks=[bar], enable_progress_bar=True)
+    t.fit(sft_module(model, processor, lr=0.1), loader(processor, 2, 8))  # 4 batches per epoch: 2 epochs
+    assert bar._get_train_description(t.current_epoch).strip() == "step 6/6"
+    shown = [task.description.strip() for task in bar.progress.tasks]
+    assert "step 6/6" in shown and not any("/-" in d for d in shown)
+    epochs = trainer(max_steps=-1, max_epochs=2, callbacks=[ProgressBar()], enable_progress_bar=True)
+    epochs.fit(sft_module(model, processor, lr=0.1), loader(processor, 2, 4))
+    assert (
+        epochs.progress_bar_callback._get_train_description(1).strip() == "Epoch 1/1"
+    )  # epoch budget as before
