@@ -22,8 +22,8 @@ from lightning.pytorch.strategies import FSDPStrategy
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from medvqa.callbacks.batch_size_finder import accumulation_for
-from medvqa.cli import user_errors
 from medvqa.callbacks.early_stopping import stopped_early
+from medvqa.cli import user_errors
 from medvqa.eval.report import print_results
 from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
 from medvqa.models.peft import apply_peft
