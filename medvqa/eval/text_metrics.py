@@ -15,8 +15,7 @@ Inputs pycocoevalcap mishandles, and what happens to them here:
   "\\n" into a space, so "\\r", "\\v", "\\f", U+0085, U+2028/9 inside an answer shift every later answer onto
   the wrong item; METEOR's stdin protocol breaks the same way. Every run of whitespace becomes one space
   first (`clean`), which is what the tokenizer would do to it within a line anyway.
-- "|||" is METEOR's field separator: pycocoevalcap strips it from the prediction only; it is stripped from
-  the references as well.
+- "|||" (METEOR's field separator) needs nothing: PTBTokenizer splits it into "| | |" before METEOR sees it.
 - Empty or punctuation-only text (empty after tokenising) is scored as the libraries score it: 0 for
   BLEU/METEOR/CIDEr against a non-empty reference; ROUGE-L gives 1.0 to an empty prediction of an
   empty reference.
@@ -90,8 +89,9 @@ def coco_scores(
     from pycocoevalcap.rouge.rouge import Rouge
 
     require_java()
-    res = tokenize([[p] for p in predictions])
-    gts = tokenize(groups)
+    both = tokenize([[p] for p in predictions] + groups)  # one Java start for both sides
+    res = {i: both[i] for i in range(len(predictions))}
+    gts = {i: both[len(predictions) + i] for i in range(len(groups))}
     corpus: dict[str, float] = {}
     items: dict[str, list[float]] = {}
     if "bleu" in metrics:
@@ -101,8 +101,7 @@ def coco_scores(
             corpus[f"bleu_{n + 1}"], items[f"bleu_{n + 1}"] = float(score[n]), [float(s) for s in scores[n]]
     for name, make in (("rouge_l", Rouge), ("cider", Cider), ("meteor", Meteor)):
         if name in metrics:
-            refs = gts if name != "meteor" else {i: [r.replace("|||", "") for r in g] for i, g in gts.items()}
-            score, scores = make().compute_score(refs, res)
+            score, scores = make().compute_score(gts, res)
             corpus[name], items[name] = float(score), [float(s) for s in scores]
     return corpus, items
 

@@ -37,7 +37,7 @@ def ours():
     return tm.text_metrics(PREDS, REFS, ids=IDS, bertscore=BERTScore(num_layers=6, batch_size=16, device="cpu"))
 
 
-def pycocoevalcap_direct(preds, refs):
+def pycocoevalcap_direct(preds, refs, only=("bleu", "meteor", "rouge_l", "cider")):
     """The COCO caption evaluation as its README runs it: PTBTokenizer, then each scorer."""
     tokenizer = PTBTokenizer()
     gts = tokenizer.tokenize({i: [{"caption": r}] for i, r in enumerate(refs)})
@@ -45,6 +45,8 @@ def pycocoevalcap_direct(preds, refs):
     out = {}
     for scorer, names in ((Bleu(4), ["bleu_1", "bleu_2", "bleu_3", "bleu_4"]), (Meteor(), "meteor"),
                           (Rouge(), "rouge_l"), (Cider(), "cider")):  # fmt: skip
+        if (names if isinstance(names, str) else "bleu") not in only:
+            continue
         score, scores = scorer.compute_score(gts, res)
         if isinstance(names, list):
             out |= {n: (s, list(ss)) for n, s, ss in zip(names, score, scores, strict=True)}
@@ -61,6 +63,7 @@ def test_fixture_covers_the_hard_cases():
     assert max(len(p.split()) for p in PREDS) > 512  # beyond the encoder window
 
 
+@pytest.mark.slow  # 63 pairs through three Java runs and the encoder: ~1-4 min
 def test_coco_metrics_equal_pycocoevalcap(ours):
     reference = pycocoevalcap_direct(PREDS, REFS)
     for name, (corpus, items) in reference.items():
@@ -70,6 +73,7 @@ def test_coco_metrics_equal_pycocoevalcap(ours):
     assert 0.0 < ours["corpus"]["bleu_1"] < 1.0 and ours["corpus"]["cider"] > 0.0
 
 
+@pytest.mark.slow  # 63 pairs through three Java runs and the encoder: ~1-4 min
 def test_bertscore_equals_bert_score_package(ours):
     from bert_score import score
 
@@ -101,6 +105,7 @@ def greedy_cosine(model, tokenizer, cand: str, ref: str) -> tuple[float, float, 
     return precision, recall, 2 * precision * recall / (precision + recall)
 
 
+@pytest.mark.slow  # 63 pairs through three Java runs and the encoder: ~1-4 min
 def test_bertscore_equals_greedy_cosine_matching(ours):
     from transformers import AutoModel, AutoTokenizer
 
@@ -115,16 +120,13 @@ def test_bertscore_equals_greedy_cosine_matching(ours):
 
 def test_any_line_break_inside_an_answer_keeps_items_aligned():
     """pycocoevalcap splits "a\\rb" into two lines and shifts every later item; cleaned text does not."""
-    preds, refs = ["left\rlung", "x\u2028y", "heart"], ["left lung", "x y", "heart"]
-    got = tm.text_metrics(preds, refs, metrics=["bleu", "rouge_l"])
-    expected = pycocoevalcap_direct([" ".join(p.split()) for p in preds], refs)
+    preds, refs = ["left\rlung", "x\u2028y", "heart\x85", "a\x0bb\x0cc"], ["left lung", "x y", "heart", "a b c"]
+    got = tm.text_metrics(preds, refs, metrics=["rouge_l"])
+    expected = pycocoevalcap_direct([" ".join(p.split()) for p in preds], refs, only=["rouge_l"])
     assert [row["rouge_l"] for row in got["per_item"]] == pytest.approx(expected["rouge_l"][1], abs=TOL)
-    assert [row["rouge_l"] for row in got["per_item"]] == pytest.approx([1.0, 1.0, 1.0])
-
-
-def test_meteor_separator_in_a_reference_does_not_break_the_jar():
-    got = tm.text_metrics(["left lung", "heart"], ["left ||| lung", "heart"], metrics=["meteor"])
-    assert [row["meteor"] for row in got["per_item"]][1] == pytest.approx(1.0, abs=0.01)
+    assert [row["rouge_l"] for row in got["per_item"]] == pytest.approx([1.0, 1.0, 1.0, 1.0])
+    raw = pycocoevalcap_direct(preds, refs, only=["rouge_l"])["rouge_l"][1]
+    assert list(raw) != pytest.approx([1.0, 1.0, 1.0, 1.0])  # what the cleaning protects against
 
 
 def test_multiple_references_per_item():
