@@ -46,7 +46,9 @@ def answer_line(row: Mapping[str, Any], model_id: str, text_field: str = "comple
         raise ValueError(f"text_field={text_field!r}; use 'completion' or 'prediction'")
     missing = [k for k in ("id", "question", "prediction") if k not in row]
     if missing:
-        raise ValueError(f"prediction row {row.get('id', '?')!r} lacks {missing}: not a predictions.jsonl row")
+        raise ValueError(
+            f"prediction row {row.get('id', '?')!r} lacks {missing}: not a predictions.jsonl row"
+        )
     text = row.get("completion", row["prediction"]) if text_field == "completion" else row["prediction"]
     metadata = {k: row[k] for k in METADATA_FIELDS if k in row and row[k] not in ("", None)}
     return {"question_id": row["id"], "prompt": row["question"], "text": text,

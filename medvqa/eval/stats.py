@@ -39,7 +39,9 @@ def _resampled_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
 def _as_values(scores: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
     values = np.asarray(scores, dtype=np.float64)
     if values.ndim != 1 or len(values) == 0:
-        raise ValueError(f"{what}: need a non-empty 1-D sequence of per-item scores, got shape {values.shape}")
+        raise ValueError(
+            f"{what}: need a non-empty 1-D sequence of per-item scores, got shape {values.shape}"
+        )
     if not np.isfinite(values).all():
         raise ValueError(f"{what}: {int((~np.isfinite(values)).sum())} scores are NaN or infinite")
     return values

@@ -12,11 +12,21 @@ def row(i, answer_type, pred, truth, **fields):
 
 
 ROWS = [
-    row(0, "closed", "yes", "yes", organ="chest", modality="xray", question_type="presence", source="vqa_rad"),
+    row(
+        0, "closed", "yes", "yes", organ="chest", modality="xray", question_type="presence", source="vqa_rad"
+    ),
     row(1, "closed", "no", "yes", organ="chest", modality="ct", question_type="presence", source="vqa_rad"),
     row(2, "closed", "no", "no", organ="head", modality="ct", question_type="presence", source="slake"),
-    row(3, "open", "left lung", "left lung", organ="chest", modality="xray", question_type="position",
-        source="slake"),
+    row(
+        3,
+        "open",
+        "left lung",
+        "left lung",
+        organ="chest",
+        modality="xray",
+        question_type="position",
+        source="slake",
+    ),
     row(4, "open", "kidney", "liver", organ="abdomen", modality="ct", question_type="organ", source="slake"),
     row(5, "open", "right kidney", "kidney", organ="", modality="mri", question_type="organ", source="slake"),
 ]

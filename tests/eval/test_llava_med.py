@@ -25,7 +25,12 @@ def test_lines_have_llava_med_keys_in_order(tmp_path):
     assert first["text"] == "Yes, a fracture of the radius."  # the whole generation, as LLaVA-Med stores it
     assert second["text"] == "the liver"  # no separate completion: the prediction is the generation
     assert first["model_id"] == "qwen2_vl_2b-lora"
-    assert first["metadata"] == {"answer": "yes", "answer_type": "closed", "prediction": "yes", "organ": "hand"}
+    assert first["metadata"] == {
+        "answer": "yes",
+        "answer_type": "closed",
+        "prediction": "yes",
+        "organ": "hand",
+    }
 
 
 def test_scored_answer_can_be_exported_instead():

@@ -34,7 +34,9 @@ TOL = 1e-6
 
 @pytest.fixture(scope="module")
 def ours():
-    return tm.text_metrics(PREDS, REFS, ids=IDS, bertscore=BERTScore(num_layers=6, batch_size=16, device="cpu"))
+    return tm.text_metrics(
+        PREDS, REFS, ids=IDS, bertscore=BERTScore(num_layers=6, batch_size=16, device="cpu")
+    )
 
 
 def pycocoevalcap_direct(preds, refs, only=("bleu", "meteor", "rouge_l", "cider")):
@@ -120,7 +122,10 @@ def test_bertscore_equals_greedy_cosine_matching(ours):
 
 def test_any_line_break_inside_an_answer_keeps_items_aligned():
     """pycocoevalcap splits "a\\rb" into two lines and shifts every later item; cleaned text does not."""
-    preds, refs = ["left\rlung", "x\u2028y", "heart\x85", "a\x0bb\x0cc"], ["left lung", "x y", "heart", "a b c"]
+    preds, refs = (
+        ["left\rlung", "x\u2028y", "heart\x85", "a\x0bb\x0cc"],
+        ["left lung", "x y", "heart", "a b c"],
+    )
     got = tm.text_metrics(preds, refs, metrics=["rouge_l"])
     expected = pycocoevalcap_direct([" ".join(p.split()) for p in preds], refs, only=["rouge_l"])
     assert [row["rouge_l"] for row in got["per_item"]] == pytest.approx(expected["rouge_l"][1], abs=TOL)
@@ -141,7 +146,9 @@ def test_missing_java_is_one_clear_error(monkeypatch):
     with pytest.raises(tm.MetricUnavailableError, match="apt-get install -y default-jre-headless"):
         tm.text_metrics(["a"], ["a"], metrics=["meteor"])
     # BERTScore alone needs no Java
-    got = tm.text_metrics(["a"], ["a"], metrics=["bertscore"], bertscore=BERTScore(num_layers=6, device="cpu"))
+    got = tm.text_metrics(
+        ["a"], ["a"], metrics=["bertscore"], bertscore=BERTScore(num_layers=6, device="cpu")
+    )
     assert got["corpus"]["bertscore_f1"] == pytest.approx(1.0, abs=1e-5)
 
 
