@@ -20,6 +20,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,sweep,slurm]"
 	touch $@
 
+# METEOR and the PTB tokenizer behind BLEU/ROUGE-L/CIDEr (pycocoevalcap) run on Java, which pip cannot
+# install: on Debian/Ubuntu `apt-get install -y default-jre-headless` (.ci/run does it when java is missing).
 install: $(VENV)/.installed  ## create .venv and install medvqa with dev tools, sweep (Optuna, plots) and slurm extras
 
 train: install  ## train the default (tiny Qwen2-VL + LoRA on synthetic data); ARGS="key=value ..."
