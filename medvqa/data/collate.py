@@ -22,8 +22,10 @@ CACHE_SIZE = 65536  # rendered prompts / tokenized answers kept per collator; bo
 # token_type_ids mark the suffix (1) that gets causal attention; Qwen's mm_token_type_ids mark image tokens.
 ANSWER_FILL = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": 1}
 # sample fields carried to the stage in batch["meta"] (scoring, predictions, RL rewards)
+# per-row fields a batch carries beside the tensors: for scoring, rewards, and the prediction rows that
+# evaluation breakdowns and report galleries read (`image` with `image_row` / `image_member` finds the picture)
 META_FIELDS = ("id", "question", "answer", "answer_type", "question_type", "modality", "plane", "organ",
-               "caption")  # fmt: skip
+               "caption", "source", "image", "image_row", "image_member")  # fmt: skip
 
 
 class VQACollator:

@@ -187,7 +187,7 @@ class VLMStage(L.LightningModule):
         self.scores[split].update(preds, meta["answer"], meta["answer_type"])
         if split == "test":
             for i, (pred, completion) in enumerate(zip(preds, completions, strict=True)):
-                row = {k: meta[k][i] for k in ("id", "question", "answer", "answer_type")}
+                row = prediction_row(meta, i)
                 row |= {"completion": completion} if completion != pred else {}
                 self.predictions.append(
                     row | {"prediction": pred, "scores": score_item(pred, row["answer"], row["answer_type"])}
@@ -244,6 +244,17 @@ class VLMStage(L.LightningModule):
 def _generating_model(model: torch.nn.Module) -> torch.nn.Module:
     """The transformers model under a peft wrapper (whose generate reads the inner generation_config)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+ROW_FIELDS = ("id", "question", "answer", "answer_type")  # always in a prediction row
+# written when the sample has them: what breakdowns group by and where a report finds the picture
+ROW_OPTIONAL = ("question_type", "modality", "plane", "organ", "source", "image", "image_row", "image_member")
+
+
+def prediction_row(meta: dict[str, list], i: int) -> dict[str, Any]:
+    """Row i of a batch's `meta` as a predictions.jsonl row (before the prediction and scores are added)."""
+    row = {k: meta[k][i] for k in ROW_FIELDS}
+    return row | {k: meta[k][i] for k in ROW_OPTIONAL if meta.get(k) and meta[k][i] not in ("", None)}
 
 
 def gather_predictions(rows: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]]:

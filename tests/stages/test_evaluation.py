@@ -40,3 +40,29 @@ def test_eval_generation_overrides_are_applied_and_a_bad_key_fails_at_constructi
     assert module.eval_generation_config().num_beams == 2 and not module.eval_generation_config().do_sample
     with pytest.raises(ValueError, match="stage.eval_generation"):
         sft_module(model, processor, eval_generation={"num_beam": 2})
+
+
+def test_prediction_rows_carry_the_fields_breakdowns_and_galleries_read():
+    """Each test row names its picture and categories (empty ones left out), so evaluation breakdowns and
+    report galleries need nothing but predictions.jsonl."""
+    from dataclasses import replace
+
+    from torch.utils.data import DataLoader
+
+    from medvqa.data.collate import VQACollator
+    from tests.train_helpers import items
+
+    model, processor = tiny_lora()
+    module = sft_module(model, processor)
+    rows = items(4)
+    for i, item in enumerate(rows):
+        item["sample"] = replace(item["sample"], image=f"/data/img{i}.png", organ="chest" if i % 2 else "",
+                                 question_type="PRES", source="vqa_rad")  # fmt: skip
+    trainer().test(
+        module, dataloaders=DataLoader(rows, batch_size=4, collate_fn=VQACollator(processor)), verbose=False
+    )
+    got = module.predictions
+    assert [r["image"] for r in got] == [f"/data/img{i}.png" for i in range(4)]
+    assert [r.get("organ") for r in got] == [None, "chest", None, "chest"]
+    assert all(r["question_type"] == "PRES" and r["source"] == "vqa_rad" for r in got)
+    assert all("image_row" not in r and "image_member" not in r for r in got)
