@@ -18,6 +18,7 @@ house rule such a message is written for the user.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -70,3 +71,20 @@ class user_errors(contextlib.ContextDecorator):
             return False
         print(message(mistake), file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+
+
+# Lightning's lines that say nothing about this run: the hardware it did not find (printed once per Trainer,
+# so twice a run) and an advertisement. They buried the one line a failed run has to say.
+NOISE = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(NOISE)
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's hardware and tip lines (NOISE) from the log; idempotent."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropNoise) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropNoise())

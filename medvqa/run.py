@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from medvqa.callbacks.batch_size_finder import accumulation_for
 from medvqa.callbacks.early_stopping import stopped_early
-from medvqa.cli import user_errors
+from medvqa.cli import quiet_lightning, user_errors
 from medvqa.eval.report import print_results
 from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
 from medvqa.models.peft import apply_peft
@@ -212,6 +212,7 @@ def objective(metrics: dict[str, Any], name: str | None) -> float | None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_lightning()
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         with user_errors():  # a user's mistake: its message and exit 1, no traceback (medvqa/cli.py)
             return objective(run(cfg), cfg.get("optimized_metric"))
