@@ -83,13 +83,14 @@ def metric_bars(result: dict[str, Any], names: list[str]) -> str | None:
     ax.set_xticks(range(len(metrics)), metrics)
     ax.set_ylim(0, 1.05)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, ncol=min(4, len(names)), loc="lower right")
+    ax.legend(fontsize=8, frameon=False, ncol=min(6, len(names)), loc="lower left", bbox_to_anchor=(0, 1.0))
     fig.tight_layout()
     return _uri(fig, plt)
 
 
 def category_bars(breakdowns: list[dict[str, Any]], names: list[str], key: str) -> str | None:
-    """closed_acc and open_recall per category of `key` (the largest MAX_CATEGORIES), bars per run."""
+    """closed_acc and open_recall per category of `key` (the largest MAX_CATEGORIES), bars per run in the
+    run colours (keyed by the table beside the chart, so no legend)."""
     plt = _pyplot()
     first = breakdowns[0].get(key, {})
     if plt is None or not first:
@@ -98,7 +99,7 @@ def category_bars(breakdowns: list[dict[str, Any]], names: list[str], key: str) 
     metrics = [m for m in CATEGORY_METRICS if any(m in first[c]["metrics"] for c in categories)]
     if not metrics:
         return None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(min(12, 2 + 0.55 * len(categories) * len(metrics)), 2.8),
+    fig, axes = plt.subplots(1, len(metrics), figsize=(min(7.5, 1.2 + 0.45 * len(categories) * len(metrics) * max(1, len(names)) ** 0.5), 2.6),
                              squeeze=False)  # fmt: skip
     width = 0.8 / len(names)
     for ax, metric in zip(axes[0], metrics, strict=True):
@@ -119,6 +120,5 @@ def category_bars(breakdowns: list[dict[str, Any]], names: list[str], key: str) 
         ax.set_ylim(0, 1.05)
         ax.set_title(metric)
         ax.grid(True, axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return _uri(fig, plt)

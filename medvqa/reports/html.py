@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from medvqa.reports import charts
+from medvqa.reports.charts import CATEGORY_METRICS
 from medvqa.reports.compare import better, significant
 from medvqa.reports.gallery import MAX_ITEMS, gallery
 from medvqa.reports.runs import RunData
@@ -46,13 +47,23 @@ def metric_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def headlines(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per compared run: its significant differences from the first run, [{metric, delta, cls}]."""
+    out = []
+    for k, run in enumerate(result["runs"][1:], 1):
+        found = [{"metric": m, "delta": e["diff"][k]["mean"], "cls": "good" if better(m, e["diff"][k]["mean"]) else "bad"}
+                 for m, e in result["metrics"].items() if significant(result, m, k)]  # fmt: skip
+        out.append({"name": run["name"], "found": found})
+    return out
+
+
 def mcnemar_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"metric": m, "tests": tests[1:]} for m, tests in result["mcnemar"].items()]
 
 
 def breakdown_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Per grouping key: its categories (first run's order: largest first) with counts and per run the
-    closed_acc / open_recall of that category."""
+    closed_acc / open_recall of that category; `metrics`: those of the two any category has."""
     tables = []
     first = result["breakdown"][0]
     for key, categories in first.items():
@@ -61,11 +72,12 @@ def breakdown_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
             per_run = [b.get(key, {}).get(value, {"metrics": {}})["metrics"] for b in result["breakdown"]]
             n_closed = summary["metrics"].get("closed_acc", {}).get("n", 0)
             n_open = summary["metrics"].get("open_recall", {}).get("n", 0)
-            cells = [{m: r[m]["mean"] for m in ("closed_acc", "open_recall") if m in r} for r in per_run]
+            cells = [{m: r[m]["mean"] for m in CATEGORY_METRICS if m in r} for r in per_run]
             rows.append(
                 {"value": value, "n": summary["n"], "n_closed": n_closed, "n_open": n_open, "cells": cells}
             )
-        tables.append({"key": key, "rows": rows})
+        metrics = [m for m in CATEGORY_METRICS if any(m in c for row in rows for c in row["cells"])]
+        tables.append({"key": key, "rows": rows, "metrics": metrics})
     return tables
 
 
@@ -93,6 +105,7 @@ def context(runs: list[RunData], result: dict[str, Any], tables, ids, limit: int
         "result": result,
         "metric_rows": metric_rows(result),
         "mcnemar_rows": mcnemar_rows(result),
+        "headlines": headlines(result),
         "metric_chart": charts.metric_bars(result, names),
         "breakdowns": [
             t | {"chart": charts.category_bars(result["breakdown"], names, t["key"])} for t in breakdowns

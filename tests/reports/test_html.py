@@ -101,6 +101,9 @@ def test_breakdowns_list_every_grouping_with_counts(page):
     assert tables == {"question_type", "organ", "modality", "answer_type", "source"}
     rows = [e[2][:3] for e in html.all("tr")]
     assert ["synthetic", "24", "20 / 4"] in rows  # source: all 24 questions, 20 closed and 4 open
+    source = next(e[2] for e in html.all("tr") if e[2][:1] == ["synthetic"])
+    # per run (fp32, fp16, bf16): closed_acc, open_recall; open recalls (1+1+.5+0)/4 and (1+.5+.5+1)/4
+    assert source[3:] == ["0.600", "0.625", "0.400", "0.750", "1.000", "0.625"]
     # question types largest first, counted by hand from the fixture's i % 3 cycling (open rows shift by 1)
     i = rows.index(["POS", "9", "7 / 2"])
     assert rows[i : i + 3] == [["POS", "9", "7 / 2"], ["PRES", "8", "7 / 1"], ["SIZE", "7", "6 / 1"]]
