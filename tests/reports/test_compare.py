@@ -77,6 +77,13 @@ def test_labels_are_the_differing_config_keys_not_the_output_paths(runs):
                                          ["trainer.precision=bf16-mixed"]]  # fmt: skip
 
 
+def test_different_models_are_labelled_by_their_model_keys(tmp_path):
+    names = ["qwen2_vl_2b", "qwen2_vl_7b", "paligemma_3b"]
+    loaded = [load_run(make_run(tmp_path / n, A, model=n)) for n in names]
+    label_runs(loaded)
+    assert [r.label for r in loaded] == [[f"model.name={n}"] for n in names]
+
+
 def test_runs_sharing_no_question_are_refused(tmp_path):
     a = make_run(tmp_path / "a", A)
     b = make_run(tmp_path / "b", [], extra_ids=4)
