@@ -25,6 +25,11 @@ def colour(k: int) -> str:
     return PALETTE[k % len(PALETTE)]
 
 
+def available() -> bool:
+    """matplotlib can be imported (else every figure is None)."""
+    return _pyplot() is not None
+
+
 def _pyplot():
     try:
         import matplotlib

@@ -17,7 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from medvqa.reports import charts
 from medvqa.reports.charts import CATEGORY_METRICS
-from medvqa.reports.compare import better, significant
+from medvqa.reports.compare import LOWER_IS_BETTER, better, significant
 from medvqa.reports.gallery import MAX_ITEMS, gallery
 from medvqa.reports.runs import RunData
 
@@ -40,7 +40,8 @@ def metric_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                          "mark": ("▲" if diff["mean"] > 0 else "▼") if sig else "",
                          "cls": ("good" if good else "bad") if sig else "ns"}  # fmt: skip
             cells.append(cell)
-        best = max(c["mean"] for c in cells) if metric not in ("hedged",) else min(c["mean"] for c in cells)
+        pick = min if metric in LOWER_IS_BETTER else max
+        best = pick(c["mean"] for c in cells)
         for c in cells:
             c["best"] = len(cells) > 1 and c["mean"] == best
         rows.append({"metric": metric, "n": entry["n"], "cells": cells})
@@ -111,7 +112,7 @@ def context(runs: list[RunData], result: dict[str, Any], tables, ids, limit: int
             t | {"chart": charts.category_bars(result["breakdown"], names, t["key"])} for t in breakdowns
         ],
         "curves": charts.training_curves(runs),
-        "no_figure": charts.NO_MATPLOTLIB if charts._pyplot() is None else "",
+        "no_figure": "" if charts.available() else charts.NO_MATPLOTLIB,
         "gallery": gallery(runs, tables, ids, limit),
         "gallery_limit": limit,
     }

@@ -123,3 +123,13 @@ def test_cli_mistakes_are_one_line_errors(args, message, tmp_path, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and message in err and "Traceback" not in err
+
+
+def test_a_pipeline_folder_stands_for_its_last_stage(tmp_path):
+    make_run(tmp_path / "pipe" / "stages" / "1_easy", A)
+    make_run(tmp_path / "pipe" / "stages" / "2_hard", C)
+    stages = [{"name": "easy", "dir": "stages/1_easy"}, {"name": "hard", "dir": "stages/2_hard"}]
+    (tmp_path / "pipe" / "summary.json").write_text(json.dumps({"stages": stages}))
+    result = write_report([tmp_path / "pipe", make_run(tmp_path / "b", A)], tmp_path / "r.html", n_boot=100)
+    assert result["runs"][0]["path"].endswith("stages/2_hard") and result["runs"][0]["name"] == "pipe"
+    assert result["metrics"]["closed_acc"]["runs"][0]["mean"] == 1.0

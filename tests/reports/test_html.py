@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+from html import escape
 from html.parser import HTMLParser
 
 import pytest
@@ -161,3 +162,14 @@ def test_rows_without_an_image_say_why_instead_of_a_broken_picture(tmp_path):
     notes = [" ".join(e[2]) for e in html.all("div", "noimg")]
     assert len(notes) == 4 and all("gone.png" in n and "not found" in n for n in notes)
     assert not [e for e in html.all("img") if "chart" not in e[1].get("class", "")]
+
+
+def test_without_matplotlib_the_report_says_so_instead_of_figures(tmp_path, monkeypatch):
+    from medvqa.reports import charts
+
+    monkeypatch.setattr(charts, "_pyplot", lambda: None)
+    out = tmp_path / "r.html"
+    write_report([make_run(tmp_path / "a", A, [1.0]), make_run(tmp_path / "b", B, [0.5])], out, n_boot=100)
+    html = Elements(out.read_text())
+    assert html.all("img", "chart") == [] and escape(charts.NO_MATPLOTLIB) in out.read_text()
+    assert len(html.all("th", "run-col")) == 2  # the tables do not need it
