@@ -22,6 +22,8 @@ $(VENV)/.installed: pyproject.toml
 
 # METEOR and the PTB tokenizer behind BLEU/ROUGE-L/CIDEr (pycocoevalcap) run on Java, which pip cannot
 # install: on Debian/Ubuntu `apt-get install -y default-jre-headless` (.ci/run does it when java is missing).
+# The HTML report's browser test drives Chromium (selenium comes with [dev]): `apt-get install -y chromium
+# chromium-driver` (.ci/run does it when chromedriver is missing).
 install: $(VENV)/.installed  ## create .venv and install medvqa with dev tools, sweep (Optuna, plots) and slurm extras
 
 train: install  ## train the default (tiny Qwen2-VL + LoRA on synthetic data); ARGS="key=value ..."
@@ -33,7 +35,7 @@ curriculum: install  ## exp4_curriculum: easy -> medium -> hard on synthetic dat
 sweep: install  ## basic sweep over learning rate x seed (override with ARGS, e.g. ARGS="trainer.max_steps=50")
 	$(BIN)/python -m medvqa.run -m stage.lr=5e-4,1e-3,2e-3 seed=1,2 $(ARGS)
 
-report: install  ## gather a sweep into sweep.md + sweep.csv + sweep_<param>.png plots: make report DIR=multirun/<date>/<time>
+report: install  ## gather a sweep into sweep.md + sweep.csv + sweep_<param>.png plots + report.html: make report DIR=multirun/<date>/<time>
 	$(BIN)/python -m medvqa.report sweep $(or $(DIR),$$(ls -d multirun/*/* | tail -1))
 
 test: install  ## fast test suite (CPU, < 10 min)

@@ -17,6 +17,7 @@ predictions.jsonl ...). The pipeline folder gets summary.md / summary.json (the 
 stage, always on the same unfiltered test split) and metrics.json (the last stage's, which a sweep reads).
 A stage is finished when its folder holds metrics.json: running again in the same folder skips finished
 stages and continues an interrupted one from its checkpoints/last.ckpt.
+The pipeline folder's report.html compares the stages (python -m medvqa.report compare; docs/report.md).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from rich.table import Table
 
 from medvqa.eval.report import SHOWN
 from medvqa.io import atomic_write_json, atomic_write_text
+from medvqa.reports import write_report_quietly
 
 log = logging.getLogger("medvqa")
 STAGE_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "stage"
@@ -156,6 +158,7 @@ def run_pipeline(cfg: DictConfig, train: Train) -> dict[str, Any]:
     if writer:
         atomic_write_json(out / "summary.json", summary)
         atomic_write_text(out / "summary.md", summary_markdown(results))
+        write_report_quietly([out / s["dir"] for s in plan], out / "report.html", [s["name"] for s in plan])
     last = json.loads((out / plan[-1]["dir"] / "metrics.json").read_text())
     metrics = {
         "val": last.get("val", {}),

@@ -1,7 +1,11 @@
-"""`python -m medvqa.report sweep <multirun dir>`: one table of every job of a sweep (markdown + CSV).
+"""`python -m medvqa.report sweep|compare`: reports of finished runs (docs/report.md).
 
-Writes <dir>/sweep.md, <dir>/sweep.csv and <dir>/sweep_<param>.png (the --best-by metric against each swept
-parameter; needs matplotlib, the `sweep` extra) and prints the markdown.
+- `sweep <multirun dir>`: one table of every job of a sweep. Writes <dir>/sweep.md, <dir>/sweep.csv,
+  <dir>/sweep_<param>.png (the --best-by metric against each swept parameter; needs matplotlib, the `sweep`
+  extra) and <dir>/report.html comparing the finished jobs; prints the markdown.
+- `compare RUN_A RUN_B ... [--out report.html] [--names a,b]`: on the questions the runs share, each metric
+  with a bootstrap 95% interval, the paired difference against RUN_A (paired bootstrap) and exact McNemar
+  tests on closed questions; prints the tables, writes the HTML report plus report.md and report.json.
 """
 
 from __future__ import annotations
@@ -10,10 +14,15 @@ import argparse
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from rich.console import Console
 
+from medvqa.cli import user_errors
+from medvqa.eval.stats import N_BOOT
 from medvqa.eval.sweep import gather, to_csv, to_markdown
 from medvqa.eval.sweep_plot import plot_sweep
 from medvqa.io import atomic_write_text
+from medvqa.reports import write_report, write_report_quietly
+from medvqa.reports.compare import rich_tables
 
 
 def sweep(multirun_dir: Path, best_by: str | None = "test/closed_acc", mode: str = "max") -> str:
@@ -24,6 +33,11 @@ def sweep(multirun_dir: Path, best_by: str | None = "test/closed_acc", mode: str
     markdown += "".join(f"\n![{p.stem}]({p.name})\n" for p in plots) + (f"\n{note}\n" if note else "")
     atomic_write_text(Path(multirun_dir) / "sweep.md", markdown)
     atomic_write_text(Path(multirun_dir) / "sweep.csv", to_csv(rows, swept, metric_keys))
+    finished = [r for r in rows if r["status"] == "ok"]
+    names = [", ".join(f"{k}={r.get(k)}" for k in swept) or r["job"] for r in finished]
+    write_report_quietly(
+        [Path(multirun_dir) / r["job"] for r in finished], Path(multirun_dir) / "report.html", names
+    )
     return markdown
 
 
@@ -48,9 +62,39 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--mode", choices=["max", "min"], default="max", help="how --best-by improves (min: a loss)"
     )
+    c = commands.add_parser(
+        "compare", help="compare finished runs (the first is the baseline): HTML + md + JSON"
+    )
+    c.add_argument("runs", nargs="+", type=Path, help="run folders (python -m medvqa.run / medvqa.evaluate)")
+    c.add_argument(
+        "--out", type=Path, default=Path("report.html"), help="the HTML file; .md and .json beside it"
+    )
+    c.add_argument(
+        "--names", default=None, help="comma-separated column names, one per run (default: folders)"
+    )
+    c.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples")
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed (same seed, same intervals)")
+    c.add_argument("--gallery", type=int, default=48, help="test items shown in the gallery")
     args = parser.parse_args(argv)
-    print(sweep(args.multirun_dir, args.best_by, args.mode))
-    print(f"written: {args.multirun_dir / 'sweep.md'}, {args.multirun_dir / 'sweep.csv'}, sweep_<param>.png")
+    with user_errors():
+        if args.command == "sweep":
+            print(sweep(args.multirun_dir, args.best_by, args.mode))
+            written = ", ".join(str(args.multirun_dir / f) for f in ("sweep.md", "sweep.csv", "report.html"))
+            print(f"written: {written}, sweep_<param>.png")
+        else:
+            compare(args)
+
+
+def compare(args: argparse.Namespace) -> None:
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    result = write_report(
+        args.runs, args.out, names, n_boot=args.n_boot, seed=args.seed, gallery=args.gallery
+    )
+    console = Console()
+    for table in rich_tables(result):
+        console.print(table)
+    out = args.out
+    console.print(f"written: {out}, {out.with_suffix('.md')}, {out.with_suffix('.json')}", highlight=False)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -111,6 +112,10 @@ def test_summary_has_test_metrics_after_each_stage(curriculum):
     table = (out / "summary.md").read_text()
     assert all(f"{i + 1}. {n}" in table for i, n in enumerate(["easy", "medium", "hard"]))
     assert f"{summary['stages'][0]['test']['test/loss']:.3f}" in table
+    # report.html compares the stages: one column per stage, in order (docs/report.md)
+    report = json.loads((out / "report.json").read_text())
+    assert [r["name"] for r in report["runs"]] == ["easy", "medium", "hard"] and report["shared"] == 8
+    assert (out / "report.html").read_text().count('<th class="run-col">') == 3
 
 
 def test_resume_skips_finished_stages_and_continues_the_interrupted_one(curriculum, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 from experiment_helpers import multirun as _multirun
@@ -31,6 +32,10 @@ def test_a_failed_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir
     assert sorted(p.name for p in tmp_path.glob("sweep_*.png")) == ["sweep_data.batch_size.png"]
     assert min(png_size(tmp_path / "sweep_data.batch_size.png")) > 100
     assert "![sweep_data.batch_size](sweep_data.batch_size.png)" in (tmp_path / "sweep.md").read_text()
+    # report.html compares the finished jobs, each named by its swept values; the failed one is left out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [r["name"] for r in report["runs"]] == ["data.batch_size=4"] and report["shared"] == 8
+    assert (tmp_path / "report.html").read_text().count('<th class="run-col">') == 1
 
 
 @pytest.mark.slow
