@@ -8,7 +8,8 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-full bench lint format clean curriculum sweep report
+
+.PHONY: system-deps help install train test test-full bench lint format clean curriculum sweep report
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -20,11 +21,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,sweep,slurm]"
 	touch $@
 
-# METEOR and the PTB tokenizer behind BLEU/ROUGE-L/CIDEr (pycocoevalcap) run on Java, which pip cannot
-# install: on Debian/Ubuntu `apt-get install -y default-jre-headless` (.ci/run does it when java is missing).
-# The HTML report's browser test drives Chromium (selenium comes with [dev]): `apt-get install -y chromium
-# chromium-driver` (.ci/run does it when chromedriver is missing).
-install: $(VENV)/.installed  ## create .venv and install medvqa with dev tools, sweep (Optuna, plots) and slurm extras
+# System parts pip cannot install: Java for METEOR and the PTB tokenizer behind BLEU/ROUGE-L/CIDEr
+# (pycocoevalcap), Chromium + its driver for the HTML report's browser test. Installed with apt-get when
+# missing and this is root on Debian/Ubuntu; otherwise the line to run is printed (and the metric or test
+# that needs the part says so itself, never silently).
+SYSTEM_PARTS := java:default-jre-headless chromedriver:chromium chromedriver:chromium-driver
+system-deps:  ## install Java (METEOR) and Chromium (report browser test) with apt-get when missing
+	@missing=""; for part in $(SYSTEM_PARTS); do command -v $${part%%:*} >/dev/null || missing="$$missing $${part#*:}"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq $$missing; \
+	else echo "medvqa needs system packages:$$missing (as root: apt-get install -y$$missing)"; fi
+
+install: $(VENV)/.installed system-deps  ## create .venv, install medvqa with dev tools, sweep (Optuna, plots) and slurm extras, and the system parts
 
 train: install  ## train the default (tiny Qwen2-VL + LoRA on synthetic data); ARGS="key=value ..."
 	$(BIN)/python -m medvqa.run $(ARGS)
