@@ -42,7 +42,9 @@ def test_peft_lora_puts_adapters_on_every_language_linear_layer_and_none_in_the_
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_all_linear_reaches_the_vision_tower_and_the_helper_names_those_modules(family):
-    model = get_peft_model(small(family).model, instantiate(compose_config(["peft=lora", "peft.target_modules=all-linear"]).peft))
+    model = get_peft_model(
+        small(family).model, instantiate(compose_config(["peft=lora", "peft.target_modules=all-linear"]).peft)
+    )
     vision = vision_adapter_modules(model)
     assert vision and all(part_of(n) in ("vision", "projector") for n in vision)
     assert any(part_of(n) == "vision" for n in vision) and any(part_of(n) == "projector" for n in vision)

@@ -15,7 +15,9 @@ import medvqa.models.tiny as tiny
 from medvqa.cli import is_user_error
 from medvqa.run import ROOT_DIR, compose_config
 
-cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+cpu_only = pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA"
+)
 
 
 def test_peft_qlora_is_lora_on_an_nf4_base():
