@@ -63,7 +63,7 @@ class Preflight(L.Callback):
         log.info("pre-flight: %d training samples measured in %.2f s: longest %d tokens (%d image tokens), "
                  "data.max_length=%s, %d over it skipped", len(train), budget.seconds, budget.longest,
                  budget.most_image_tokens, limit, datamodule.bad.total - before)  # fmt: skip
-        return budget
+        return budget.within(limit) if limit else budget  # what will train: the memory estimate's shape
 
     def memory_estimate(self, trainer, pl_module, datamodule) -> tuple[dict[str, int], str]:
         model = pl_module.model

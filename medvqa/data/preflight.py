@@ -48,6 +48,12 @@ class Budget:
     def most_image_tokens(self) -> int:
         return max((n for n in self.image_tokens if n is not None), default=0)
 
+    def within(self, max_length: int) -> Budget:
+        """The samples `enforce` keeps (at most `max_length` tokens, or unmeasured)."""
+        keep = [n is None or n <= max_length for n in self.lengths]
+        return Budget([n for n, k in zip(self.lengths, keep, strict=True) if k],
+                      [n for n, k in zip(self.image_tokens, keep, strict=True) if k], self.seconds)  # fmt: skip
+
 
 def shrunk_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """The size PIL's `thumbnail((max_side, max_side))` gives (its own rounding), as VQADataset shrinks."""

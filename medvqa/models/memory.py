@@ -152,10 +152,14 @@ def fix_for(parts: dict[str, int], peft: bool, quantized: bool, precision: str, 
     return "lower peft.r, or precision=bf16"
 
 
+def _size(n: int) -> str:
+    return f"{n / GB:.2f} GB" if n >= GB / 10 else f"{n / 2**20:.1f} MB"
+
+
 def memory_line(parts: dict[str, int], available: int, where: str, fix: str) -> str:
     """One line: the estimate by part against the device, and the knob when it will not fit."""
-    shown = " + ".join(f"{parts[k] / GB:.2f} {k}" for k in PART_ORDER)
-    head = f"memory estimate: {shown} = {parts['total'] / GB:.2f} GB of {available / GB:.1f} GB on {where}"
+    shown = " + ".join(f"{_size(parts[k])} {k}" for k in PART_ORDER)
+    head = f"memory estimate: {shown} = {_size(parts['total'])} of {available / GB:.1f} GB on {where}"
     if parts["total"] <= available:
         return f"{head}: fits"
     return f"{head}: will NOT fit; {fix}"

@@ -85,6 +85,8 @@ def test_enforce_refuses_naming_the_sample_its_length_and_the_knob_or_skips_and_
     bad = BadSamples("skip")
     assert [s.id for s in enforce(rows, budget, 512, bad)] == ["q0", "q2"]  # unreadable: left to the loader
     assert bad.skipped == {TOO_LONG: 1}
+    kept = budget.within(512)  # the memory estimate sizes what will train, not what was skipped
+    assert (kept.longest, kept.most_image_tokens, len(kept.lengths)) == (10, 4, 2)
 
 
 def extended_synthetic(tmp_path: Path) -> tuple[Path, list[str]]:

@@ -105,4 +105,10 @@ def test_a_run_prints_the_estimate_before_the_first_step(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="medvqa.callbacks.preflight"):
         train(cfg)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("memory estimate: ")]
-    assert len(lines) == 1 and " weights + " in lines[0] and "GB of" in lines[0] and lines[0].endswith("fits")
+    assert (
+        len(lines) == 1
+        and " weights + " in lines[0]
+        and " MB trainable + " in lines[0]
+        and " GB on RAM" in lines[0]
+        and lines[0].endswith("fits")
+    )
