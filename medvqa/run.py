@@ -26,7 +26,9 @@ from medvqa.callbacks.early_stopping import stopped_early
 from medvqa.cli import quiet_lightning, user_errors
 from medvqa.eval.report import print_results
 from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
+from medvqa.models.freeze import freeze_parts, warn_vision_adapters
 from medvqa.models.peft import apply_peft
+from medvqa.models.qlora import check_quantization
 from medvqa.pipeline import run_pipeline
 
 log = logging.getLogger("medvqa")
@@ -61,6 +63,7 @@ def build(cfg: DictConfig):
     # DPO, and GRPO with beta > 0, compare with the starting policy: a frozen copy of init_adapter
     reference = stage_cfg.get("reference") == "init" and bool(stage_cfg.get("beta"))
     model = apply_peft(vlm.model, instantiate(cfg.peft) if cfg.get("peft") else None, init_adapter, reference)
+    freeze_parts(model, vlm.freeze)  # model.freeze: nothing in those parts trains (adapter weights included)
     module = instantiate(stage_cfg, model=model, processor=vlm.processor)
     return model, datamodule, module
 
@@ -88,6 +91,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.time()
     out = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
+    check_quantization(cfg.model.get("quantization"))  # peft=qlora on a machine without CUDA stops here
     trainer = make_trainer(cfg)  # first: a config the machine cannot run (precision=fp8 on CPU) stops here
     ckpt_path = resume_path(cfg)
     model, datamodule, module = build(cfg)
@@ -181,6 +185,7 @@ def _write_outputs(
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     if hasattr(model, "peft_config"):
         save_adapter(model, out / "adapter", model_state)
+        warn_vision_adapters(model, f"{out / 'adapter'} written")
     atomic_write_jsonl(out / "predictions.jsonl", module.predictions)
     atomic_write_json(out / "metrics.json", metrics)
     atomic_write_json(out / "run_info.json", {

@@ -22,6 +22,9 @@ class VLM:
     model: Any  # a transformers PreTrainedModel (later wrapped by peft)
     processor: Any  # its ProcessorMixin
     family: str = ""
+    # parts whose weights do not train (`model.freeze`): medvqa.run's build freezes them once the adapter
+    # is on (medvqa/models/freeze.py); the builders themselves return every weight trainable
+    freeze: tuple[str, ...] = ()
 
 
 class ModelUnavailableError(RuntimeError):
@@ -35,16 +38,25 @@ def from_pretrained(
     attn_implementation: str | None = None,
     revision: str | None = None,
     trust_remote_code: bool = False,
+    quantization: str | None = None,
+    freeze: list[str] | None = None,
 ) -> VLM:
-    """Load any image-text-to-text checkpoint (Qwen2-VL, Qwen2.5-VL, PaliGemma, ...) by hub id or local path."""
+    """Load any image-text-to-text checkpoint (Qwen2-VL, Qwen2.5-VL, PaliGemma, ...) by hub id or local path.
+    `quantization=nf4` (peft=qlora) loads the base in 4-bit (medvqa/models/qlora.py; CUDA only, checked
+    before anything is downloaded); `freeze` is carried on the VLM (see VLM.freeze)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from medvqa.models.freeze import check_parts
+    from medvqa.models.qlora import prepare, quantized_kwargs
+
+    load = {"dtype": _dtype(dtype)} | quantized_kwargs(quantization)  # raises first on a machine without CUDA
+    parts = check_parts(freeze)
     name_or_path, local_only = _source(name_or_path, revision)
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code, "local_files_only": local_only}
     try:
         processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
         model = AutoModelForImageTextToText.from_pretrained(
-            name_or_path, dtype=_dtype(dtype), attn_implementation=attn_implementation, **kwargs
+            name_or_path, attn_implementation=attn_implementation, **load, **kwargs
         )
     except OSError as e:
         if os.path.isdir(name_or_path):
@@ -58,7 +70,8 @@ def from_pretrained(
     if processor.tokenizer.pad_token is None:
         processor.tokenizer.pad_token = processor.tokenizer.eos_token
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
-    return VLM(model=model, processor=processor, family=family or model.config.model_type)
+    model = prepare(model, quantization)
+    return VLM(model=model, processor=processor, family=family or model.config.model_type, freeze=parts)
 
 
 _DOWNLOAD = ("Download it where there is network (`hf download {name} --local-dir DIR`) and set "

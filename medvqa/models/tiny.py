@@ -114,10 +114,19 @@ def build_tiny(
     vision_depth: int = 2,
     image_size: int = 56,
     seed: int = 0,
+    quantization: str | None = None,
+    freeze: list[str] | None = None,
 ) -> VLM:
     """A tiny VLM of `family` (qwen2_vl, qwen2_5_vl, paligemma) with random weights drawn from `seed`.
     The defaults are conf/model/tiny_*.yaml's, so `build_tiny()` is the default run's base model (for
-    any run, `medvqa.models.load_base(run_dir)` rebuilds the base from the run's config.yaml)."""
+    any run, `medvqa.models.load_base(run_dir)` rebuilds the base from the run's config.yaml).
+    `quantization=nf4` (peft=qlora, CUDA only) stores the built weights in 4-bit as a hub checkpoint would
+    be (medvqa/models/qlora.py); `freeze` is carried on the VLM (builders.VLM.freeze)."""
+    from medvqa.models.freeze import check_parts
+    from medvqa.models.qlora import check_quantization, quantize_built
+
+    check_quantization(quantization)
+    parts = check_parts(freeze)
     builders = {"qwen2_vl": _tiny_qwen2_vl, "qwen2_5_vl": _tiny_qwen2_5_vl, "paligemma": _tiny_paligemma}
     if family not in builders:
         raise ValueError(f"model.family={family!r} has no tiny build; choose one of {sorted(builders)}")
@@ -126,7 +135,8 @@ def build_tiny(
         model, processor = builders[family](hidden_size, num_layers, vision_depth, image_size)
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
-    return VLM(model=model.eval(), processor=processor, family=family)
+    model = quantize_built(model, quantization)
+    return VLM(model=model.eval(), processor=processor, family=family, freeze=parts)
 
 
 def _qwen_processor(cls, tok, image_size: int):
