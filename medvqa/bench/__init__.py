@@ -5,4 +5,5 @@ BENCHES = {
     "data_rss": "medvqa.bench.data_rss",
     "data_padding": "medvqa.bench.data_padding",
     "grpo": "medvqa.bench.grpo",
+    "quantize": "medvqa.bench.quantize",
 }

@@ -49,12 +49,14 @@ def eval_stage(cfg: DictConfig, model, processor) -> VLMStage:
                     eval_generation=dict(stage.get("eval_generation") or {}))  # fmt: skip
 
 
-def check_batches(cfg: DictConfig, processor, n: int, device: torch.device) -> list[dict[str, Any]]:
-    """The first `n` items of the run's test split (its data config, split and seed), collated as the
-    run's evaluation collated them, on `device`."""
-    if n <= 0:
+def check_batches(
+    cfg: DictConfig, processor, n: int | None, device: torch.device, batch_size: int | None = None
+) -> list[dict[str, Any]]:
+    """The first `n` (None: all) items of the run's test split (its data config, split and seed), collated
+    as the run's evaluation collated them (data.eval_batch_size, unless `batch_size`), on `device`."""
+    if n is not None and n <= 0:
         return []
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, **({"eval_batch_size": batch_size} if batch_size else {}))
     datamodule.processor = processor
     datamodule.setup()
     datamodule.splits["test"] = datamodule.splits["test"][:n]

@@ -184,3 +184,57 @@ def test_a_folder_without_a_run_is_a_one_line_user_error(tmp_path):
     with pytest.raises(FileNotFoundError) as missing:
         export_run(tmp_path, tmp_path / "out")
     assert is_user_error(missing.value) and "run=" in str(missing.value)
+
+
+def test_quantize_int8_export_reloads_quantized_with_plain_from_pretrained(run_dir, exported, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    full, _ = exported
+    out = tmp_path / "int8"
+    record = export_run(run_dir, out, check_items=8, quantize="int8")
+    assert record["quantize"]["form"] == "int8" and record["quantize"]["library"] == "torchao"
+    assert record["quantize"]["items"] == 8
+    model = AutoModelForImageTextToText.from_pretrained(out, device_map="cpu")
+    assert type(model.model.language_model.layers[0].mlp.up_proj.weight).__module__.startswith("torchao")
+    size = lambda folder: sum(f.stat().st_size for f in folder.glob("*.safetensors"))  # noqa: E731
+    assert size(out) < size(full)
+    card = (out / "README.md").read_text()
+    assert (
+        "Quantized: int8 weights (torchao)" in card
+        and f"{record['quantize']['same']} of 8 checked items" in card
+    )
+
+
+def medvqa_export(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "medvqa.export", *overrides], cwd=cwd, env=environ,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_cli_names_a_missing_run_in_one_line(tmp_path):
+    done = medvqa_export(
+        f"run={tmp_path}/nope", f"out={tmp_path}/out", f"hydra.run.dir={tmp_path}/h", cwd=tmp_path
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"Error: run={tmp_path}/nope has no config.yaml")
+
+
+@pytest.mark.slow
+def test_cli_exports_and_records_the_checked_answers_in_its_own_folder(run_dir, tmp_path):
+    done = medvqa_export(f"run={run_dir}", f"out={tmp_path}/out", "check_items=4", f"hydra.run.dir={tmp_path}/h",
+                         cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(4 checked answers identical)" in done.stdout
+    rows = [json.loads(line) for line in (tmp_path / "h" / "export_check.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["adapter_answer"] == r["merged_answer"] for r in rows)
+    assert (tmp_path / "out" / "config.json").is_file() and not list((tmp_path / "out").glob("*.jsonl"))
+
+
+@pytest.mark.slow
+def test_a_dora_run_exports_with_identical_answers(tmp_path, data_dir):
+    run = tmp_path / "run"
+    train(compose_config(tiny_run(data_dir, "peft.use_dora=true"), output_dir=run))
+    record = export_run(run, tmp_path / "model", check_items=8)
+    assert record["check"]["identical"] and "DoRA" in (tmp_path / "model" / "README.md").read_text()

@@ -60,9 +60,9 @@ def test_quantized_model_computes_nearly_the_same_function_and_reloads_exactly(f
     full = logits(vlm.model, vlm.processor)
     model = load_quantized(str(folder), form, "cpu")
     quantized = logits(model, vlm.processor)
-    # random tiny weights: int8 keeps the logits within ~1%, int4 (groups of 32) within ~10% of their spread
-    tolerance = {"int8": 0.02, "int4": 0.15}[form] * float(full.std())
-    assert float((quantized - full).abs().max()) < tolerance * 4
+    # random tiny weights (measured: int8 correlation 0.9995, int4 in groups of 32 0.86, over 566 logits)
+    correlation = float(torch.corrcoef(torch.stack([quantized, full]))[0, 1])
+    assert correlation > {"int8": 0.99, "int4": 0.7}[form]
     assert not torch.equal(quantized, full)  # it really is another (quantized) computation
     model.save_pretrained(tmp_path)
     assert (
@@ -76,13 +76,14 @@ def test_quantize_model_merges_an_adapter_first_and_keeps_generation_config():
     from tests.train_helpers import tiny_lora
 
     model, processor = tiny_lora()
-    model.base_model.model.generation_config.max_new_tokens = 7
     with torch.no_grad():
         expected = logits(model.merge_and_unload(progressbar=False), processor)
     model, processor = tiny_lora()  # the same seeded adapter again (merge_and_unload consumed the first)
+    model.base_model.model.generation_config.max_new_tokens = 7
     quantized = quantize_model(model, "int8", "cpu")
     assert not hasattr(quantized, "peft_config") and quantized.generation_config.max_new_tokens == 7
-    assert float((logits(quantized, processor) - expected).abs().max()) < 0.1 * float(expected.std())
+    merged_int8 = logits(quantized, processor)
+    assert float(torch.corrcoef(torch.stack([merged_int8, expected]))[0, 1]) > 0.99
 
 
 def test_unknown_form_or_device_is_a_user_error():
@@ -104,7 +105,7 @@ def test_cuda_forms_load_through_bitsandbytes(fp32, form, tmp_path):
     layer = model.model.language_model.layers[0].mlp.up_proj
     assert type(layer).__module__.startswith("bitsandbytes"), type(layer)
     full, quantized = logits(vlm.model, vlm.processor), logits(model, vlm.processor)
-    assert float((quantized - full).abs().max()) < 0.6 * float(full.std()) * 4
+    assert float(torch.corrcoef(torch.stack([quantized, full]))[0, 1]) > 0.7
     model.save_pretrained(tmp_path)
     reloaded = AutoModelForImageTextToText.from_pretrained(tmp_path, device_map="cuda")
     assert type(reloaded.model.language_model.layers[0].mlp.up_proj).__module__.startswith("bitsandbytes")
