@@ -97,5 +97,5 @@ def vision_adapter_modules(model) -> list[str]:
     names = []
     for name, module in model.named_modules():
         if hasattr(module, "lora_A") and any(part in name.split(".") for part in VISION_PARTS):
-            names.append(name)
+            names.append(name.removeprefix("base_model.model."))  # the transformers model's own name
     return names

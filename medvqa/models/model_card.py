@@ -39,7 +39,9 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     test = metrics.get("test") or {}
     if not test:
         return "No test metrics were recorded for this run (metrics.json has no `test`)."
-    rows = "\n".join(f"| `{k}` | {v:.4f} |" for k, v in sorted(test.items()) if isinstance(v, (int, float)))
+    counts = ("test/scored", "test/skipped")  # question counts, not fractions
+    rows = "\n".join(f"| `{k}` | {int(v) if k in counts else f'{v:.4f}'} |" for k, v in sorted(test.items())
+                     if isinstance(v, (int, float)))  # fmt: skip
     weights = metrics.get("weights", "last")
     return f"Weights: the run's `{weights}` weights ({metrics.get('checkpoint') or 'end of training'}).\n\n" \
            f"| metric | value |\n|---|---|\n{rows}"  # fmt: skip
