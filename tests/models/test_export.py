@@ -238,3 +238,43 @@ def test_a_dora_run_exports_with_identical_answers(tmp_path, data_dir):
     train(compose_config(tiny_run(data_dir, "peft.use_dora=true"), output_dir=run))
     record = export_run(run, tmp_path / "model", check_items=8)
     assert record["check"]["identical"] and "DoRA" in (tmp_path / "model" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "paligemma"])
+def test_every_tiny_family_saves_and_reloads_with_the_auto_classes_offline(tiny, family, tmp_path):
+    """What an export writes (save_pretrained of model and processor) reloads through the Auto classes,
+    giving the same prompt tokens, pixels and logits as the in-memory model and processor."""
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from medvqa.data.collate import VQACollator
+    from medvqa.data.sample import VQASample
+    from medvqa.stages.base import model_inputs
+
+    vlm = tiny(family)
+    vlm.model.save_pretrained(tmp_path)
+    vlm.processor.save_pretrained(tmp_path)
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path, local_files_only=True).eval()
+    processor = AutoProcessor.from_pretrained(tmp_path, local_files_only=True)
+    assert type(model) is type(vlm.model) and type(processor) is type(vlm.processor)
+    item = {"sample": VQASample(id="0", image="x", question="Is there a lesion?", answer="yes", answer_type="closed"),
+            "image": Image.linear_gradient("L").resize((56, 56)).convert("RGB")}  # fmt: skip
+    before, after = VQACollator(vlm.processor)([item]), VQACollator(processor)([item])
+    assert torch.equal(before["prompt_input_ids"], after["prompt_input_ids"])
+    assert torch.equal(before["pixel_values"], after["pixel_values"])
+    inputs = {k: v for k, v in model_inputs(after).items() if k != "labels"}  # prompt + answer, images
+    with torch.no_grad():
+        assert torch.equal(vlm.model(**inputs).logits, model(**inputs).logits)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("form", ["int8", "int4"])
+def test_quantized_export_on_cuda_goes_through_bitsandbytes(run_dir, tmp_path, form):
+    from transformers import AutoModelForImageTextToText
+
+    out = tmp_path / form
+    record = export_run(run_dir, out, check_items=8, quantize=form, device="cuda")
+    assert record["check"]["identical"] and record["quantize"]["library"] == "bitsandbytes"
+    model = AutoModelForImageTextToText.from_pretrained(out, device_map="cuda")
+    assert type(model.model.language_model.layers[0].mlp.up_proj).__module__.startswith("bitsandbytes")
