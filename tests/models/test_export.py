@@ -124,6 +124,9 @@ def test_a_merge_with_the_wrong_scaling_is_refused_naming_the_first_changed_item
     with pytest.raises(ExportRefused) as refused:
         export_run(run_dir, out, check_items=8)
     message = str(refused.value)
+    from medvqa.cli import is_user_error
+
+    assert is_user_error(refused.value)  # the command prints it as its one Error line, exit 1
     assert (
         "force=true" in message
         and "first: item" in message
