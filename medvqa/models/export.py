@@ -96,27 +96,18 @@ def export_run(
         if not (run_dir / needed).is_file():
             raise FileNotFoundError(f"run={run_dir} has no {needed}: point run= at a finished run's folder "
                                     "(a peft=none run has no adapter to merge)")  # fmt: skip
-    vlm = load_run(run_dir)  # a missing config.yaml / adapter/ is reported here, by name
+    vlm = load_run(run_dir)
     cfg = OmegaConf.load(run_dir / "config.yaml")
     model = vlm.model.to(device)
     batches = check_batches(cfg, vlm.processor, check_items, device)
     stage = eval_stage(cfg, model, vlm.processor)
-    before = merge.answer_items(stage, batches)
+    before, before_lp = merge.answer_items(stage, batches), merge.first_token_logprobs(model, batches)
     vision = merge.vision_adapter_modules(model)
     merged = merge.merge_adapter(model)
     after = merge.answer_items(eval_stage(cfg, merged, vlm.processor), batches)
+    logprob_change = merge.largest_change(before_lp, merge.first_token_logprobs(merged, batches))
     difference = merge.check_merge(before, after) if batches else None
-    if difference and not force:
-        raise ExportRefused(f"out={out} not written: the merge changed the model's greedy answers ({difference}). "
-                            "Check the adapter and peft versions; force=true exports anyway, with a warning "
-                            "in the model card")  # fmt: skip
-    warnings = [VLLM_WARNING.format(n=len(vision), first=vision[0])] if vision else []
-    if difference:
-        warnings.insert(0, f"exported with force=true although the merge changed answers: {difference}")
-    for w in warnings:
-        log.warning(w)
-    check = {"items": len(before), "identical": difference is None, "forced": bool(difference),
-             "difference": str(difference) if difference else None}  # fmt: skip
+    check, warnings = _verdict(out, before, difference, logprob_change, force, vision)
     merged.generation_config = stage.eval_generation_config()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -129,6 +120,22 @@ def export_run(
     _write_card(tmp, cfg, run_dir, record)
     _swap(tmp, out)
     return record | {"answers": {"adapter": before, "merged": after}}
+
+
+def _verdict(out: Path, before, difference, change: float, force: bool, vision: list[str]):
+    """The check's record and the card's warnings; an ExportRefused when an answer changed without force."""
+    if difference and not force:
+        raise ExportRefused(f"out={out} not written: the merge changed the model's greedy answers ({difference}). "
+                            "Check the adapter and peft versions; force=true exports anyway, with a warning "
+                            "in the model card")  # fmt: skip
+    warnings = [VLLM_WARNING.format(n=len(vision), first=vision[0])] if vision else []
+    if difference:
+        warnings.insert(0, f"exported with force=true although the merge changed answers: {difference}")
+    for w in warnings:
+        log.warning(w)
+    check = {"items": len(before), "identical": difference is None, "forced": bool(difference),
+             "difference": str(difference) if difference else None, "max_first_token_logprob_change": change}  # fmt: skip
+    return check, warnings
 
 
 def _quantize(tmp: Path, form: str, device, cfg, processor, batches, full) -> dict[str, Any]:

@@ -78,6 +78,21 @@ def answer_items(stage, batches: Iterable[dict[str, Any]]) -> list[Answer]:
     return out
 
 
+@torch.no_grad()
+def first_token_logprobs(model, batches: Iterable[dict[str, Any]]) -> list[torch.Tensor]:
+    """Per batch, the log-probabilities of the first answer token (the last position of the left-padded
+    prompts), (B, vocab) in float32 on the CPU: how far the merge moved the model, below what changes an
+    answer."""
+    from medvqa.stages.base import prompt_inputs
+
+    return [torch.log_softmax(model(**prompt_inputs(b)).logits[:, -1].float(), -1).cpu() for b in batches]
+
+
+def largest_change(before: list[torch.Tensor], after: list[torch.Tensor]) -> float:
+    """The largest absolute log-probability change over every checked item and vocabulary entry."""
+    return max((float((a - b).abs().max()) for a, b in zip(before, after, strict=True)), default=0.0)
+
+
 def check_merge(adapter: list[Answer], merged: list[Answer]) -> Difference | None:
     """None when every merged answer equals the adapter-mode answer of the same item, else the first one
     that does not (in the checked order), with the count."""

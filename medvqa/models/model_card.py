@@ -109,14 +109,20 @@ def _check(check: dict[str, Any]) -> str:
     if not check.get("items"):
         return "**Not checked** (check_items=0): the merged answers were not compared with the adapter's."
     line = f"Greedy answers of the merged model were compared with the adapter's on {check['items']} held-out test items: "
+    change = check.get("max_first_token_logprob_change")
+    moved = (
+        f" The first answer token's log-probabilities moved by at most {change:.2g}."
+        if change is not None
+        else ""
+    )
     if check.get("identical"):
-        return line + "all identical."
+        return line + "all identical." + moved
     forced = (
         " **Exported anyway (force=true)**: this model does not reproduce the run's answers."
         if check.get("forced")
         else ""
     )
-    return line + f"**they differ**: {check.get('difference')}.{forced}"
+    return line + f"**they differ**: {check.get('difference')}.{moved}{forced}"
 
 
 def _quantized(quantize: dict[str, Any] | None) -> str:

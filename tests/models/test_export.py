@@ -61,7 +61,14 @@ def check_items_file(record, path: Path) -> Path:
 
 def test_export_answers_identically_with_plain_transformers_and_no_medvqa(exported, tmp_path):
     out, record = exported
-    assert record["check"] == {"items": 8, "identical": True, "forced": False, "difference": None}
+    check = record["check"]
+    assert (check["items"], check["identical"], check["forced"], check["difference"]) == (
+        8,
+        True,
+        False,
+        None,
+    )
+    assert check["max_first_token_logprob_change"] < 1e-3  # a right merge moves fp32 logits by rounding only
     items = check_items_file(record, tmp_path / "items.jsonl")
     done = run_without_medvqa(SCRIPT, [str(out), str(items), str(tmp_path / "a.jsonl"), "--expect",
                                        "adapter_answer", "--batch-size", "16"], tmp_path)  # fmt: skip
@@ -143,6 +150,7 @@ def test_force_exports_a_changed_merge_with_a_warning_in_the_card(run_dir, tmp_p
     card = (tmp_path / "model" / "README.md").read_text()
     assert "Warning:** exported with force=true although the merge changed answers" in card
     assert "does not reproduce the run's answers" in card
+    assert record["check"]["max_first_token_logprob_change"] > 1e-2
 
 
 def test_model_card_names_base_data_config_metrics_use_and_limits(exported, run_dir):
