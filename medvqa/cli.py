@@ -27,6 +27,8 @@ import sys
 CONFIG_KEYS = ("data", "model", "stage", "trainer", "peft", "callbacks", "logger", "paths", "pipeline",
                "augment", "precision", "hydra", "experiment", "hparams_search", "ckpt_path", "seed", "tags",
                "optimized_metric", "monitor_mode", "effective_batch_size", "eval_untrained", "test_weights")  # fmt: skip
+# python -m medvqa.export (conf/export.yaml)
+CONFIG_KEYS += ("run", "out", "force", "check_items", "quantize", "device")
 NAMES_A_KEY = re.compile(r"(?<![\w.])(?:" + "|".join(CONFIG_KEYS) + r")(?:\.[\w\-\[\]]+)*=")
 FULL_ERROR = "HYDRA_FULL_ERROR"
 

@@ -6,4 +6,5 @@ BENCHES = {
     "data_padding": "medvqa.bench.data_padding",
     "grpo": "medvqa.bench.grpo",
     "preflight": "medvqa.bench.preflight",
+    "quantize": "medvqa.bench.quantize",
 }
