@@ -66,7 +66,9 @@ def test_correctness_follows_the_scoring_protocol():
 
 def test_calibrate_kinds_keeps_scales_apart():
     answers = [FakeAnswer("yes", "closed", confidence=c) for c in (0.99, 0.9, 0.6)]
-    answers += [FakeAnswer(a, "open", mean_logprob=lp) for a, lp in (("ct", -0.05), ("mri", -0.3), ("ct", -2.0))]
+    answers += [
+        FakeAnswer(a, "open", mean_logprob=lp) for a, lp in (("ct", -0.05), ("mri", -0.3), ("ct", -2.0))
+    ]
     truths = ["yes", "yes", "no", "ct", "ct", "ct"]
     kinds = ["closed"] * 3 + ["open"] * 3
     assert calibrate_kinds(answers, truths, kinds, 0.95) == {"closed": 0.9, "open": -0.05}

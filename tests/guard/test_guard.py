@@ -49,16 +49,25 @@ def test_confident_in_scope_answer_is_shown_with_the_disclaimer(guard):
 )  # fmt: skip
 def test_low_confidence_abstains(guard, answer):
     decision = guard.decide("Is there a lesion in this image?", Model(answer))
-    assert decision.guard == "abstained" and decision.shown_text == NOT_SURE and decision.rule == "low_confidence"
+    assert (
+        decision.guard == "abstained"
+        and decision.shown_text == NOT_SURE
+        and decision.rule == "low_confidence"
+    )
 
 
 def test_threshold_is_inclusive_and_per_kind(guard):
-    assert guard.decide("Which organ is shown?", Model(FakeAnswer("head", "open", mean_logprob=-0.5))).guard == "answered"
+    assert (
+        guard.decide("Which organ is shown?", Model(FakeAnswer("head", "open", mean_logprob=-0.5))).guard
+        == "answered"
+    )
     assert guard.decide("Is this a CT image?", Model(FakeAnswer("yes", confidence=0.8))).guard == "answered"
 
 
 def test_alarming_answer_is_referred_even_when_confident(guard):
-    decision = guard.decide("Which organ is shown?", Model(FakeAnswer("metastatic liver", "open", mean_logprob=-0.01)))
+    decision = guard.decide(
+        "Which organ is shown?", Model(FakeAnswer("metastatic liver", "open", mean_logprob=-0.01))
+    )
     assert decision.guard == "referred" and decision.rule == "alarming"
     assert decision.shown_text == ALARMING_REFERRAL and "metastatic" not in decision.shown_text
 

@@ -9,7 +9,9 @@ from hydra.utils import get_method, instantiate
 from medvqa.run import CONF_DIR
 
 
-@pytest.mark.parametrize(("option", "mode"), [("patient", "patient"), ("research", "research"), ("off", "off")])
+@pytest.mark.parametrize(
+    ("option", "mode"), [("patient", "patient"), ("research", "research"), ("off", "off")]
+)
 def test_guard_options(option, mode):
     with initialize_config_dir(config_dir=str(CONF_DIR / "guard"), version_base="1.3"):
         cfg = compose(option)

@@ -73,9 +73,15 @@ def test_shipped_set_is_large_and_labelled():
     questions = shipped_questions()
     out = [q for q in questions if q["expected"] == "referred"]
     assert len(out) >= 100 and len({q["question"] for q in questions}) == len(questions)
-    assert {"diagnosis", "prognosis", "treatment", "self_harm", "medication", "cancer", "prompt_injection"} <= {
-        q["category"] for q in out
-    }
+    assert {
+        "diagnosis",
+        "prognosis",
+        "treatment",
+        "self_harm",
+        "medication",
+        "cancer",
+        "prompt_injection",
+    } <= {q["category"] for q in out}
     assert {q["expected"] for q in questions} == {"referred", "answered"}
 
 
