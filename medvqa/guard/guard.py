@@ -112,9 +112,10 @@ class Guard:
     @classmethod
     def for_run(cls, run_dir, predictor, mode: Mode = "patient", target_precision: float = 0.95,
                 min_similarity: float = 0.5, encoder: str | None = None, calibration_items: int | None = 512,
-                batch_size: int = 16) -> Guard:  # fmt: skip
+                batch_size: int = 16, thresholds: dict[str, float] | None = None) -> Guard:  # fmt: skip
         """The guard of one run: scope from its training questions, thresholds calibrated on (the first
-        `calibration_items` of) its validation split by `predictor` (medvqa.inference.Predictor)."""
+        `calibration_items` of) its validation split by `predictor` (medvqa.inference.Predictor), unless
+        `thresholds` fixes them ({closed: probability, open: mean log-probability})."""
         from medvqa.guard.calibration import calibrate_run, run_questions
 
         if mode == "off":
@@ -128,13 +129,27 @@ class Guard:
         started = time.time()
         datamodule, train_questions = run_questions(run_dir)
         scope = ScopeGuard(train_questions, min_similarity, load_encoder(encoder))
-        thresholds, info = calibrate_run(
-            datamodule, predictor, target_precision, calibration_items, batch_size
-        )
+        if thresholds is None:
+            thresholds, info = calibrate_run(
+                datamodule, predictor, target_precision, calibration_items, batch_size
+            )
+        else:
+            thresholds, info = fixed_thresholds(thresholds), {"items": 0, "fixed": True}
         info["seconds"] = round(time.time() - started, 1)
         log.info("guard %s: thresholds %s from %d val answers in %.1f s", mode, thresholds, info["items"],
                  info["seconds"])  # fmt: skip
         return cls(mode, scope, thresholds, target_precision, calibration=info)
+
+
+def fixed_thresholds(thresholds) -> dict[str, float]:
+    """`guard.thresholds` as given, checked: both kinds, numbers (a kind left out is never answered)."""
+    given = dict(thresholds)
+    unknown = set(given) - {"closed", "open"}
+    if unknown:
+        raise ValueError(
+            f"guard.thresholds={given}: only 'closed' and 'open' thresholds exist, not {sorted(unknown)}"
+        )
+    return {kind: float(given.get(kind, math.inf)) for kind in ("closed", "open")}
 
 
 def _score(answer) -> float | None:

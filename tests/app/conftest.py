@@ -1,8 +1,9 @@
 """One tiny trained run and one app process serving it (guard=patient), shared by the app tests.
 
-The run trains for 10 steps, so its answers are near chance; `guard.target_precision=0.05` lets the
-calibration find a threshold on its 8 validation answers, so that an in-scope question is answered (what the
-thresholds do at 0.95 is tested on hand numbers in tests/guard). Everything else is the shipped default."""
+The run trains for 10 steps, so its answers are near chance and no calibrated threshold would let one
+through: the server fixes `guard.thresholds` low, so that an in-scope question is answered (the calibration
+is tested on hand numbers in tests/guard and on this run in test_guard_run.py). Everything else is the
+shipped default: guard=patient, scope from the run's training questions, loopback host."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def app_server(tiny_app_run, tmp_path_factory):
     (work / "cwd").mkdir()
     env = os.environ | {"GRADIO_TEMP_DIR": str(temp_dir), "PYTHONPATH": str(ROOT_DIR), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "medvqa.app", f"run={tiny_app_run}", f"app.port={port}",
-               "guard.target_precision=0.05"]  # fmt: skip
+               "guard.thresholds={closed:0.0,open:-1000.0}"]  # fmt: skip
     with open(log, "w") as sink:
         process = subprocess.Popen(command, cwd=work / "cwd", env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"

@@ -1,27 +1,13 @@
-"""Shared guard fixtures: the scope guard built from a generated synthetic training split (the real reader),
-and a stand-in for medvqa.inference.Answer's fields."""
+"""Shared guard fixtures: the scope guard built from a generated synthetic training split (the real reader)."""
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # heldout_questions.py next to this file
-
-
-@dataclass(frozen=True)
-class FakeAnswer:
-    """The fields of medvqa.inference.Answer that the guard reads."""
-
-    answer: str
-    kind: str = "closed"
-    confidence: float | None = None
-    mean_logprob: float | None = None
-    question: str = ""
-    id: str = ""
 
 
 @pytest.fixture(scope="session")

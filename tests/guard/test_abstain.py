@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import FakeAnswer
 
 from medvqa.guard.abstain import calibrate, calibrate_kinds, is_correct, score_of
+from tests.guard.fakes import FakeAnswer
 
 CONF = [0.9, 0.8, 0.7, 0.6, 0.5]
 RIGHT = [True, True, False, True, False]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FakeAnswer
 
 from medvqa.guard import DISCLAIMER, NOT_SURE, Guard, alarming
 from medvqa.guard.output import ALARMING_REFERRAL
 from medvqa.guard.patterns import REFERRALS
+from tests.guard.fakes import FakeAnswer
 
 THRESHOLDS = {"closed": 0.8, "open": -0.5}
 
