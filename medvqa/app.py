@@ -105,10 +105,12 @@ class ChatApp:
         try:
             image = load_image(data, self.max_side, where="the uploaded file")
         except DataError as e:
-            return state, "", upload_problem(str(e)), "", self.summary(state)
-        state = {"image": image, "turns": []}  # a new image starts a new conversation
-        return state, image_html(image, "your image"), "Image loaded. Ask a question about it.", \
-            self.reference_panel(image), self.summary(state)  # fmt: skip
+            kept = image_html(state["image"], "your image") if state.get("image") is not None else ""
+            return state, kept, upload_problem(str(e)), state.get("reference", ""), self.summary(state)
+        # a new image starts a new conversation
+        state = {"image": image, "turns": [], "reference": self.reference_panel(image)}
+        shown = image_html(image, "your image")
+        return state, shown, "Image loaded. Ask a question about it.", state["reference"], self.summary(state)
 
     def ask(self, question: str | None, state: dict) -> tuple:
         """(state, chat messages, question box, status, summary html) after one question."""
@@ -125,7 +127,7 @@ class ChatApp:
             log.error("answering failed: %s", type(e).__name__)
             return state, chat_messages(state, self.guard.mode), text, \
                 "Sorry, something went wrong while answering. Please try again.", self.summary(state)  # fmt: skip
-        state = {"image": state["image"], "turns": [*state["turns"], turn(text, decision)]}
+        state = state | {"turns": [*state["turns"], turn(text, decision)]}
         return state, chat_messages(state, self.guard.mode), "", "", self.summary(state)
 
     def summary(self, state: dict) -> str:
@@ -258,9 +260,12 @@ def build_blocks(chat: ChatApp):
                 status = gr.Markdown(elem_id="status")
                 summary = gr.HTML(elem_id="summary")
         gr.Markdown(f"*{chat.guard.disclaimer}*")
-        upload.upload(
-            chat.upload, [upload, state], [state, picture, status, reference, summary], api_name="upload"
-        )
+
+        def on_upload(path, session):  # the file field is emptied again: ready for the next upload
+            return (*chat.upload(path, session), None)
+
+        shown = [state, picture, status, reference, summary, upload]
+        upload.upload(on_upload, [upload, state], shown, api_name="upload")
         outputs = [state, chatbot, question, status, summary]
         ask.click(chat.ask, [question, state], outputs, api_name="ask")
         question.submit(chat.ask, [question, state], outputs, api_name=False)

@@ -74,15 +74,15 @@ def upload(driver, path: Path) -> None:
     field.send_keys(str(path))
 
 
-def ask(driver, question: str, answers_before: int) -> str:
+def ask(driver, question: str, expect: str) -> str:
+    """Type and send `question`; the chat's text once `expect` (a text the answer must contain) is in it."""
     from selenium.webdriver.common.by import By
 
     box = driver.find_element(By.CSS_SELECTOR, "#question textarea")
     box.clear()
     box.send_keys(question)
     driver.find_element(By.ID, "ask").click()
-    count = "return document.querySelectorAll('#chat .message.bot, #chat [data-testid=bot]').length"
-    wait_for(driver, lambda d: d.execute_script(count) > answers_before, f"an answer to {question!r}")
+    wait_for(driver, lambda d: expect in text_of(d, "chat"), f"{expect!r} in the answer to {question!r}")
     return text_of(driver, "chat")
 
 
@@ -97,12 +97,12 @@ def test_app_in_chromium(app_server, scan_png, corrupt_png, tmp_path):
         upload(driver, scan_png)
         wait_for(driver, lambda d: "Image loaded" in text_of(d, "status"), "the image to load")
         assert driver.execute_script("return document.querySelector('#picture img').naturalWidth") > 0
-        chat = ask(driver, "Is there a lesion in this image?", 0)
+        chat = ask(driver, "Is there a lesion in this image?", "[Answered")
         shot(driver, "2-answer")
-        assert "Answer:" in chat and "[Answered" in chat, chat
-        chat = ask(driver, "Do I have cancer?", 1)
+        assert "Answer:" in chat and "not a diagnosis" in chat, chat
+        chat = ask(driver, "Do I have cancer?", "[Referred to your doctor")
         shot(driver, "3-referral")
-        assert REFERRALS["cancer"] in chat and "[Referred to your doctor" in chat, chat
+        assert REFERRALS["cancer"] in chat, chat
         upload(driver, corrupt_png)
         wait_for(driver, lambda d: "could not be opened" in text_of(d, "status"), "the corrupt-file message")
         shot(driver, "4-corrupt")

@@ -31,8 +31,10 @@ def client(app_server):
 def test_client_uploads_asks_and_gets_the_summary(client, app_server, scan_png, corrupt_png):
     from gradio_client import handle_file
 
-    picture, status, _reference, summary = client.predict(handle_file(str(scan_png)), api_name="/upload")
-    assert "data:image/png;base64," in picture and "Image loaded" in status and summary
+    picture, status, _reference, summary, field = client.predict(
+        handle_file(str(scan_png)), api_name="/upload"
+    )
+    assert "data:image/png;base64," in picture and "Image loaded" in status and summary and field is None
     chat, box, status, summary = client.predict("Is there a lesion in this image?", api_name="/ask")
     assert box == "" and status == ""
     assert chat[-1]["role"] == "assistant" and "[Answered" in _text(chat[-1]), chat[-1]
