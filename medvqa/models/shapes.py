@@ -138,13 +138,21 @@ def shaped_config(family: str, text: dict[str, Any], vision: dict[str, Any], num
     config_cls = CLASSES[family][0]
     if family == "paligemma":
         ids = {"image_token_index": tok.convert_tokens_to_ids("<image>")}
-        text |= {"pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id, "bos_token_id": tok.bos_token_id}
+        text |= {
+            "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
+            "bos_token_id": tok.bos_token_id,
+        }
         return config_cls(text_config=text, vision_config=vision, projection_dim=vision["projection_dim"],
                           hidden_size=text["hidden_size"], tie_word_embeddings=tied, **ids)  # fmt: skip
     ids = {f"{name}_id": tok.convert_tokens_to_ids(f"<|{token}|>") for name, token in
            [("image_token", "image_pad"), ("video_token", "video_pad"), ("vision_start_token", "vision_start"),
             ("vision_end_token", "vision_end")]}  # fmt: skip
-    text |= {"bos_token_id": QWEN_FIRST_SPECIAL, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    text |= {
+        "bos_token_id": QWEN_FIRST_SPECIAL,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
     return config_cls(text_config=text, vision_config=vision, tie_word_embeddings=tied, **ids)
 
 

@@ -43,7 +43,9 @@ def test_the_local_tokenizer_has_the_real_length_and_special_ids(family, length,
     assert len(tok) == length
     assert {t: tok.convert_tokens_to_ids(t) for t in specials} == specials
     ids = tok("Is there a lesion in the left lung?").input_ids
-    assert max(ids) < 1000 and tok.decode(ids) == "Is there a lesion in the left lung?"  # fillers never emitted
+    assert (
+        max(ids) < 1000 and tok.decode(ids) == "Is there a lesion in the left lung?"
+    )  # fillers never emitted
 
 
 def test_the_qwen_chat_template_is_the_published_one():
