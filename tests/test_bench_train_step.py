@@ -4,10 +4,13 @@ the tensors' exact bytes, MFU null without a peak and exact with one, GRPO's tim
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from medvqa.bench.flops import FlopMeter, peak_tflops
+from medvqa.bench.table import table
 from medvqa.bench.train_step import run
 from medvqa.data.collate import VQACollator
 from medvqa.models.tiny import build_tiny
@@ -62,7 +65,9 @@ def bench_options(tmp_path, **extra) -> dict[str, str]:
 
 
 def test_sft_with_and_without_checkpointing_reports_throughput_flops_and_the_estimate_beside_memory(tmp_path):
-    result = run(**bench_options(tmp_path, **{"bench.stages": "sft", "bench.checkpointing": "false,true"}))
+    out = tmp_path / "sft.json"
+    result = run(**bench_options(tmp_path, **{"bench.stages": "sft", "bench.checkpointing": "false,true",
+                                             "bench.out": str(out)}))  # fmt: skip
     assert result["device"] == "cpu" and result["peak_tflops"] is None
     plain, checkpointed = result["runs"]
     assert (plain["gradient_checkpointing"], checkpointed["gradient_checkpointing"]) == (False, True)
@@ -75,6 +80,10 @@ def test_sft_with_and_without_checkpointing_reports_throughput_flops_and_the_est
             {k: measured[k] for k in ("weights", "trainable", "optimizer")}  # fmt: skip
         assert measured["optimizer"] > 2 * measured["trainable"] > 0  # AdamW: two moments + a step per tensor
         assert memory["peak_bytes"] > estimate["weights"] and r["memory_line"].startswith("memory estimate: ")
+    # the README table from the written JSON: a heading with date and device, one row per run
+    lines = table([json.loads(out.read_text())]).splitlines()
+    assert lines[0].startswith(f"Measured {result['date']}, cpu, ") and len(lines) == 4 + 2
+    assert lines[-2].startswith("| sft | fp32 | default | false | 2 |") and "| n/a |" in lines[-2]
     # same batches, same model FLOPs: recomputation is not counted
     assert plain["model_flops_per_step"] == pytest.approx(checkpointed["model_flops_per_step"], rel=0.02)
 
