@@ -47,7 +47,9 @@ def test_evaluate_run_reproduces_its_test_metrics_and_predictions(run, tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text())["test"] == own["test"]
 
 
-def test_metrics_json_of_run_and_evaluate_name_the_scorer_and_have_intervals_around_the_estimate(run, tmp_path):
+def test_metrics_json_of_run_and_evaluate_name_the_scorer_and_have_intervals_around_the_estimate(
+    run, tmp_path
+):
     import torch
 
     for metrics in (json.loads((run / "metrics.json").read_text()), _evaluate(tmp_path, f"run={run}")):
@@ -122,7 +124,9 @@ def test_a_bad_predictions_line_is_named(run, tmp_path):
 def test_llava_med_answer_file_follows_predictions(run, tmp_path):
     _evaluate(tmp_path, f"run={run}")
     lines, rows = _rows(tmp_path / "answers.jsonl"), _rows(tmp_path / "predictions.jsonl")
-    assert all(set(line) == {"question_id", "prompt", "text", "answer_id", "model_id", "metadata"} for line in lines)
+    assert all(
+        set(line) == {"question_id", "prompt", "text", "answer_id", "model_id", "metadata"} for line in lines
+    )
     assert [line["question_id"] for line in lines] == [r["id"] for r in rows]
     assert {line["model_id"] for line in lines} == {run.name}
     breakdown = json.loads((tmp_path / "breakdown.json").read_text())
@@ -142,13 +146,17 @@ def test_a_bad_run_folder_is_one_error_line(tmp_path):
 
 def test_visual_reliance_scores_blank_and_swapped_images(run, tmp_path):
     # 32 questions: the first 8 are one patient's, and a swap needs other patients
-    record = _evaluate(tmp_path, f"run={run}", "eval.visual_reliance=true", "data.limit={train:24,val:8,test:32}")
+    record = _evaluate(
+        tmp_path, f"run={run}", "eval.visual_reliance=true", "data.limit={train:24,val:8,test:32}"
+    )
     reliance = record["visual_reliance"]
     closed = sum(r["answer_type"] == "closed" for r in _rows(tmp_path / "predictions.jsonl"))
     assert set(reliance["scores"]) == {"real", "blank", "swapped"}
     for mode in ("blank", "swapped"):
         gain = reliance["gain"][mode]["closed_acc"]
-        assert gain == pytest.approx(reliance["scores"]["real"]["closed_acc"] - reliance["scores"][mode]["closed_acc"])
+        assert gain == pytest.approx(
+            reliance["scores"]["real"]["closed_acc"] - reliance["scores"][mode]["closed_acc"]
+        )
         assert reliance["closed_acc_gain_ci"][mode]["n"] == closed
     assert sum(e["n"] for e in reliance["by_question_type"].values()) == 32
     # the rows written are the real images' (the ablations re-ran the loop after them)
@@ -169,7 +177,9 @@ def test_text_metrics_of_the_open_answers_equal_the_library_call(run, tmp_path):
         assert record["test"][f"test/{key}"] == pytest.approx(value, abs=1e-9)
     assert all("rouge_l" in r["scores"] and "bertscore_f1" in r["scores"] for r in open_rows)
     assert record["scorer"]["text_metrics"]["bertscore"]["model"] == "all-MiniLM-L6-v2"
-    assert "rouge_l" in record["test_ci"] and "bleu_1" not in record["test_ci"]  # corpus BLEU has no item mean
+    assert (
+        "rouge_l" in record["test_ci"] and "bleu_1" not in record["test_ci"]
+    )  # corpus BLEU has no item mean
 
 
 def test_missing_java_is_refused_before_the_model_loads(run, tmp_path, monkeypatch):

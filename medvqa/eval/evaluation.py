@@ -179,6 +179,9 @@ def visual_reliance(score: Scorer, datamodule, split: str, rows, eval_cfg, hooks
         raise ValueError(
             "eval.visual_reliance=true needs the model and its images: not with predictions=<file>"
         )
+    if datamodule.hparams.get("blank_images"):
+        log.warning("eval.visual_reliance=true with data.blank_images=true: the 'real' pass is blank too, so "
+                    "every gain is 0 by construction; set data.blank_images=false to score the real images")  # fmt: skip
     ablated = {}
     seed = eval_cfg.get("seed", 0)
     datamodule.swap_seed = seed
