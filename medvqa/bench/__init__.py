@@ -8,4 +8,5 @@ BENCHES = {
     "preflight": "medvqa.bench.preflight",
     "quantize": "medvqa.bench.quantize",
     "train_step": "medvqa.bench.train_step",
+    "eval": "medvqa.bench.eval",
 }
