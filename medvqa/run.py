@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from medvqa.callbacks.batch_size_finder import accumulation_for
 from medvqa.callbacks.early_stopping import stopped_early
 from medvqa.cli import quiet_lightning, user_errors
+from medvqa.eval.evaluation import evaluate_split, score_split
 from medvqa.eval.report import print_results
 from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
 from medvqa.models.freeze import freeze_parts, warn_vision_adapters
@@ -129,18 +130,24 @@ def evaluate_weights(cfg: DictConfig, trainer: L.Trainer, module, datamodule) ->
     finally:
         trainer.loggers = loggers
     val = _split_metrics(validated, trainer, "val/")
-    test = _split_metrics(
-        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False), trainer, "test/"
-    )
-    generation = module.eval_generation_config().to_dict()
+    # the test split through the path `python -m medvqa.evaluate` takes (medvqa/eval/evaluation.py):
+    # test, test_ci, scorer (and visual_reliance with eval.visual_reliance=true)
+    record, rows = evaluate_split(lambda: score_split(trainer, module, datamodule, "test", ckpt), "test",
+                                  cfg.get("eval") or {}, datamodule)  # fmt: skip
+    module.predictions = rows  # visual reliance re-ran the test loop: the rows written are the real images'
     return {
         "weights": "best" if best else "last",
         "checkpoint": Path(trainer.checkpoint_callback.best_model_path).name if best else None,
-        "generation": {k: v for k, v in generation.items() if v is not None and not k.startswith("_")
-                       and k != "transformers_version"},
+        "generation": generation_record(module),
         "val": val,
-        "test": test,
-    }  # fmt: skip
+    } | record
+
+
+def generation_record(module) -> dict[str, Any]:
+    """The decoding config evaluation used, as metrics.json records it (set keys only)."""
+    generation = module.eval_generation_config().to_dict()
+    return {k: v for k, v in generation.items() if v is not None and not k.startswith("_")
+            and k != "transformers_version"}  # fmt: skip
 
 
 def _split_metrics(results: list[dict], trainer: L.Trainer, prefix: str) -> dict[str, float]:

@@ -5,6 +5,8 @@ import statistics
 import subprocess
 import sys
 
+import pytest
+
 from medvqa.run import ROOT_DIR as ROOT
 
 SMALL_SYNTHETIC = ["data.reader.n_patients=30", "data.reader.images_per_patient=2"]
@@ -33,6 +35,27 @@ def test_bench_sft_reports_rates_and_the_ratios_of_its_own_rounds(data_dir):
     assert abs(result["step_time_ratio_lightning_over_bare"] - statistics.median(ratios)) < 1e-2
     assert result["batch_size"] == 4 and result["collate_samples_per_s"] > 0
     assert set(result["targets"]) == {"step_time_ratio_max", "collate_over_train_min"}
+
+
+def test_bench_eval_reports_batched_and_one_at_a_time_on_the_same_items(data_dir):
+    overrides = " ".join([*SMALL_SYNTHETIC, "model.hidden_size=32", "model.num_layers=1", "model.vision_depth=1",
+                          "stage.max_new_tokens=3"])  # fmt: skip
+    cmd = [sys.executable, "-m", "medvqa.bench", "eval", "items=6", "batch_size=4", f"data_dir={data_dir}",
+           f"overrides={overrides}"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    generation, bertscore = result["generation"], result["bertscore"]
+    assert (
+        generation["items"] == 6
+        and generation["batch_size"] == 4
+        and 0 <= generation["same_predictions"] <= 6
+    )
+    assert generation["speedup"] == pytest.approx(
+        generation["one_at_a_time_s"] / generation["batched_s"], rel=0.05
+    )
+    assert bertscore["pairs"] == 6 and bertscore["max_abs_diff"] < 1e-6  # batching changes speed, not scores
+    assert set(result["targets"]) == {"generation_speedup_min", "bertscore_speedup_min"}
 
 
 def test_bench_rejects_an_unknown_name():

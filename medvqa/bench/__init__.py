@@ -7,4 +7,6 @@ BENCHES = {
     "grpo": "medvqa.bench.grpo",
     "preflight": "medvqa.bench.preflight",
     "quantize": "medvqa.bench.quantize",
+    "train_step": "medvqa.bench.train_step",
+    "eval": "medvqa.bench.eval",
 }

@@ -23,16 +23,21 @@ from medvqa.data.split import make_splits, shared_groups
 
 log = logging.getLogger(__name__)
 Reader = Callable[..., list[VQASample]]
+IMAGE_MODES = ("real", "blank", "swapped")
 
 
 class VQADataset(Dataset):
     """Holds records only; `__getitem__` opens, shrinks and (train only) augments one image."""
 
     def __init__(
-        self, samples, max_side=1024, on_bad_sample: OnBad = "error", blank=False, transform=None, window=None
-    ):
+        self, samples, max_side=1024, on_bad_sample: OnBad = "error", blank=False, transform=None, window=None,
+        shown=None,
+    ):  # fmt: skip
+        """`shown`: the records whose pictures the items show (item i shows `shown[i]`'s image; default:
+        its own). Visual reliance swaps them between patients (medvqa/eval/visual.py)."""
         self.samples, self.max_side, self.on_bad_sample = samples, max_side, on_bad_sample
         self.blank, self.transform, self.window = blank, transform, window
+        self.shown = shown
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -40,7 +45,7 @@ class VQADataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         sample = self.samples[i]
         try:
-            image = open_image(sample, self.max_side, self.window)
+            image = open_image(self.shown[i] if self.shown else sample, self.max_side, self.window)
         except DataError:
             if self.on_bad_sample == "error":
                 raise
@@ -72,7 +77,8 @@ class MedVQADataModule(L.LightningDataModule):
         system_prompt: str | None = None,
         prompt_template: str = "{question}",
         max_answer_tokens: int = 256,
-        max_length: int | None = None,  # pre-flight (medvqa/callbacks/preflight.py): longest training sequence
+        # pre-flight (medvqa/callbacks/preflight.py): the longest training sequence
+        max_length: int | None = None,
         blank_images: bool = False,
         limit: dict[str, int] | None = None,
         window: list[float] | None = None,
@@ -93,6 +99,11 @@ class MedVQADataModule(L.LightningDataModule):
         # medvqa.data.preference.PreferenceSet that turns the training split into (chosen, rejected) pairs (DPO)
         self.instruction: str | None = None
         self.pairs = None
+        # set by evaluation (medvqa/eval/evaluation.py): the split test_dataloader serves, and what the
+        # evaluation splits show: real | blank | swapped (visual reliance, medvqa/eval/visual.py)
+        self.test_split = "test"
+        self.image_mode = "real"
+        self.swap_seed = 0
 
     # -- records -------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -159,13 +170,22 @@ class MedVQADataModule(L.LightningDataModule):
         return VQACollator(self.processor, hp.system_prompt, hp.prompt_template, hp.min_pixels, hp.max_pixels,
                            hp.max_answer_tokens, self.instruction)  # fmt: skip
 
-    def dataset(self, split: str) -> VQADataset:
-        """The split's records; only the train split is augmented."""
+    def dataset(self, split: str, evaluating: bool = False) -> VQADataset:
+        """The split's records; only the train split is augmented, and only for training. `image_mode`
+        applies to evaluation loaders only."""
         hp = self.hparams
-        transform = self.augment if split == "train" else None
-        return VQADataset(
-            self.splits[split], hp.max_image_side, hp.on_bad_sample, hp.blank_images, transform, hp.window
-        )
+        samples = self.splits[split]
+        transform = self.augment if split == "train" and not evaluating else None
+        mode = self.image_mode if evaluating else "real"
+        if mode not in IMAGE_MODES:
+            raise ValueError(f"image_mode={mode!r}: choose one of {IMAGE_MODES}")
+        shown = None
+        if mode == "swapped":
+            from medvqa.eval.visual import derangement
+
+            shown = [samples[j] for j in derangement([s.group for s in samples], self.swap_seed)]
+        blank = hp.blank_images or mode == "blank"
+        return VQADataset(samples, hp.max_image_side, hp.on_bad_sample, blank, transform, hp.window, shown)
 
     def train_sampler(self) -> TrainSampler | None:
         """Mixture weights and/or length grouping for the train split; None means a plain seeded shuffle."""
@@ -188,8 +208,8 @@ class MedVQADataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         hp = self.hparams
-        dataset = self.dataset(split)
-        sampler = self.train_sampler() if split == "train" else self.eval_sampler(dataset)
+        dataset = self.dataset(split, evaluating=not shuffle)
+        sampler = self.train_sampler() if shuffle else self.eval_sampler(dataset)
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -233,4 +253,5 @@ class MedVQADataModule(L.LightningDataModule):
         return self._loader("val", False, self.eval_batch_size or self.batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False, self.eval_batch_size or self.batch_size)
+        """The `test_split` (test unless an evaluation of another split set it), never shuffled or augmented."""
+        return self._loader(self.test_split, False, self.eval_batch_size or self.batch_size)

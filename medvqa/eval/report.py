@@ -39,6 +39,59 @@ def skipped_lines(metrics: dict[str, Any]) -> list[str]:
 def print_results(metrics: dict[str, Any], out: Path) -> None:
     console = Console()
     console.print(results_table(metrics))
+    if metrics.get("visual_reliance"):
+        console.print(visual_table(metrics["visual_reliance"]))
     for line in skipped_lines(metrics):
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"outputs: {out}")
+
+
+def split_table(record: dict[str, Any], split: str) -> Table:
+    """One split's values with their bootstrap 95% intervals and the questions behind each."""
+    values, ci = record.get(split, {}), record.get(f"{split}_ci", {})
+    table = Table(title=f"{split} split (fractions; papers print x100)")
+    for name, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right"), ("n", "right")):
+        table.add_column(name, justify=justify)
+    for key in sorted(values, key=lambda k: (k.split("/", 1)[1] not in SHOWN, k)):
+        name = key.split("/", 1)[1]
+        if name in ("scored", "skipped"):
+            continue
+        interval = ci.get(name)
+        span = f"[{interval['low']:.3f}, {interval['high']:.3f}]" if interval else "-"
+        table.add_row(name, f"{values[key]:.3f}", span, str(interval["n"]) if interval else "-")
+    return table
+
+
+def visual_table(record: dict[str, Any]) -> Table:
+    """Scores with real, blank and swapped images and the visual gains, overall and per question type."""
+    table = Table(title=f"visual reliance ({record['split']}): gain = real minus blank / swapped images")
+    for name in ("questions", "metric", "real", "blank", "swapped", "gain blank", "gain swapped"):
+        table.add_column(name, justify="left" if name in ("questions", "metric") else "right")
+    scores, gain = record["scores"], record["gain"]
+    for metric in ("closed_acc", "open_recall", "exact_match"):
+        if metric in scores["real"]:
+            table.add_row("all", metric, *(f"{scores[m].get(metric, 0.0):.3f}" for m in ("real", "blank", "swapped")),
+                          *(f"{gain[m].get(metric, 0.0):+.3f}" for m in ("blank", "swapped")))  # fmt: skip
+    for qtype, entry in record["by_question_type"].items():
+        metric = "closed_acc" if "closed_acc" in entry["real"] else "open_recall"
+        if metric in entry["real"]:
+            table.add_row(f"{qtype} (n={entry['n']})", metric,
+                          *(f"{entry[m].get(metric, 0.0):.3f}" for m in ("real", "blank", "swapped")),
+                          *(f"{entry[f'gain_{m}'].get(metric, 0.0):+.3f}" for m in ("blank", "swapped")))  # fmt: skip
+    return table
+
+
+def print_evaluation(record: dict[str, Any], split: str, out: Path) -> None:
+    """The end of `python -m medvqa.evaluate`: the split's table, visual reliance, answer-file counts."""
+    console = Console()
+    console.print(split_table(record, split))
+    if record.get("visual_reliance"):
+        console.print(visual_table(record["visual_reliance"]))
+    counts = record.get("predictions")
+    if counts:
+        console.print(f"{counts['file']}: {counts['matched']} of {counts['lines']} answers matched split={split}; "
+                      f"{counts['unmatched']} unmatched ids left out, {counts['missing']} questions without an "
+                      "answer scored as wrong", highlight=False, soft_wrap=True)  # fmt: skip
+    for line in skipped_lines({split: record.get(split, {})}) if split in ("val", "test") else []:
         console.print(line, highlight=False, soft_wrap=True)
     console.print(f"outputs: {out}")

@@ -78,6 +78,21 @@ def estimate_memory(
     return parts | {"total": sum(parts.values())}
 
 
+def measured_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
+    """The bytes the tensors behind `estimate_memory`'s weights, trainable, gradients and optimizer parts
+    really hold (exact sums of numel x element size), to set the estimate against."""
+    nbytes = lambda t: t.numel() * t.element_size()  # noqa: E731
+    params = list(model.parameters())
+    state = optimizer.state.values() if optimizer is not None else []
+    return {
+        "weights": sum(nbytes(p) for p in params if not p.requires_grad)
+        + sum(nbytes(b) for b in model.buffers()),
+        "trainable": sum(nbytes(p) for p in params if p.requires_grad),
+        "gradients": sum(nbytes(p.grad) for p in params if p.grad is not None),
+        "optimizer": sum(nbytes(v) for s in state for v in s.values() if torch.is_tensor(v)),
+    }
+
+
 def _config_sizes(config: Any) -> tuple[int, int, int, int, int]:
     """(hidden, kv hidden, intermediate, layers, vocab) of a text or vision config (0 where absent)."""
     if config is None:

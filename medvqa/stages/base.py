@@ -69,6 +69,8 @@ class VLMStage(L.LightningModule):
         self._window_calls = 0  # window_mean calls in this window (an upper bound on its micro-batches)
         self.scores = torch.nn.ModuleDict({"val": VQAScores(), "test": VQAScores()})
         self.predictions: list[dict[str, Any]] = []
+        # the split the test loop scores and keeps prediction rows of (medvqa/eval/evaluation.py score_split)
+        self.test_split = "test"
         self.strict_loading = False  # checkpoints hold only trainable weights (see on_save_checkpoint)
 
     def setup(self, stage: str) -> None:
@@ -176,16 +178,18 @@ class VLMStage(L.LightningModule):
             t.strip() for t in self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         ]
 
-    def _evaluate(self, batch: dict[str, Any], split: str) -> None:
-        self.scores[split].skip(batch.get("n_skipped", 0))
+    def _evaluate(self, batch: dict[str, Any], split: str, keep_rows: bool = False) -> None:
+        """Score a batch into `split_scores(split)`; with `keep_rows` (the test loop) also append one
+        prediction row per question to `self.predictions`."""
+        self.split_scores(split).skip(batch.get("n_skipped", 0))
         if is_empty(batch):  # every image unreadable (data.on_bad_sample=skip): nothing to score
             return
         loss = self.model(**model_inputs(batch)).loss
         self.log(f"{split}/loss", loss, batch_size=len(batch["meta"]["id"]), sync_dist=True)
         completions, meta = self.generate_answers(batch), batch["meta"]
         preds = [self.answer_from(c) for c in completions]
-        self.scores[split].update(preds, meta["answer"], meta["answer_type"])
-        if split == "test":
+        self.split_scores(split).update(preds, meta["answer"], meta["answer_type"])
+        if keep_rows:
             for i, (pred, completion) in enumerate(zip(preds, completions, strict=True)):
                 row = prediction_row(meta, i)
                 row |= {"completion": completion} if completion != pred else {}
@@ -197,10 +201,15 @@ class VLMStage(L.LightningModule):
         """The answer scored from a generated completion (stages that ask for a structured reply parse it)."""
         return completion
 
+    def split_scores(self, split: str) -> VQAScores:
+        """The accumulator of `split`: val's for val, test's for test and train (which only the test loop of
+        `python -m medvqa.evaluate split=train` scores; an nn.ModuleDict cannot hold a key named `train`)."""
+        return self.scores["val" if split == "val" else "test"]
+
     def _log_scores(self, split: str) -> None:
-        values = self.scores[split].compute()
+        values = self.split_scores(split).compute()
         self.log_dict({f"{split}/{k}": v for k, v in values.items()}, sync_dist=True)
-        self.scores[split].reset()
+        self.split_scores(split).reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -212,10 +221,10 @@ class VLMStage(L.LightningModule):
         self.predictions = []
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        self._evaluate(batch, self.test_split, keep_rows=True)
 
     def on_test_epoch_end(self) -> None:
-        self._log_scores("test")
+        self._log_scores(self.test_split)
         if self.trainer.world_size > 1:
             self.predictions = gather_predictions(self.predictions, self.trainer.world_size)
 
