@@ -29,13 +29,7 @@ def calibrate_run(datamodule, predictor, target: float, n: int | None, batch_siz
     questions. Images are opened as training opened them, a chunk at a time (never the whole split)."""
     val = datamodule.splits.get("val") or []
     val = val[:n] if n is not None else val
-    hp = datamodule.hparams
-    answers = []
-    for start in range(0, len(val), 64):
-        chunk = val[start : start + 64]
-        items = [{"image": open_image(s, hp.max_image_side, hp.window), "question": s.question, "id": s.id}
-                 for s in chunk]  # fmt: skip
-        answers += predictor.answer_many(items, batch_size=batch_size, progress=False)
+    answers = answer_samples(predictor, val, datamodule, batch_size)
     thresholds = calibrate_kinds(answers, [s.answer for s in val], [s.answer_type for s in val], target)
     info: dict[str, Any] = {"items": len(val), "target_precision": target}
     for kind, threshold in thresholds.items():
@@ -46,3 +40,16 @@ def calibrate_run(datamodule, predictor, target: float, n: int | None, batch_siz
             "threshold": threshold,
         }
     return thresholds, info
+
+
+def answer_samples(predictor, samples, datamodule, batch_size: int = 16) -> list:
+    """The predictor's Answers to `samples` (VQASample), images opened as the run's data config opens them
+    (data.max_image_side, data.window), 64 at a time: a split's pixels are never all in memory."""
+    hp = datamodule.hparams
+    answers = []
+    for start in range(0, len(samples), 64):
+        chunk = samples[start : start + 64]
+        items = [{"image": open_image(s, hp.max_image_side, hp.window), "question": s.question, "id": s.id}
+                 for s in chunk]  # fmt: skip
+        answers += predictor.answer_many(items, batch_size=batch_size, progress=False)
+    return answers

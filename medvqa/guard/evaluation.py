@@ -52,3 +52,50 @@ def shipped_refusal(guard: Guard) -> dict:
 def _mean(values) -> float | None:
     values = [float(v) for v in values]
     return sum(values) / len(values) if values else None
+
+
+def evaluate_guard(cfg, datamodule, samples) -> tuple[dict, dict]:
+    """`python -m medvqa.evaluate run=<run> guard=patient`: the run's predictor answers `samples` (the
+    evaluated split), the run's guard (calibrated on its validation split) decides each, and the report says
+    what that costs and buys. Returns (report, {question id: Decision})."""
+    import torch
+    from hydra.utils import instantiate
+
+    from medvqa.guard.calibration import answer_samples
+    from medvqa.inference import Predictor
+
+    if not cfg.get("run"):
+        raise ValueError(f"guard={cfg.guard.mode} needs run=<a run folder>: the scope guard uses the run's "
+                         "training questions and its calibration the run's validation split")  # fmt: skip
+    if cfg.get("predictions"):
+        raise ValueError("guard= needs the model's confidence, which an answer file (predictions=) has not: "
+                         "drop predictions= or guard=")  # fmt: skip
+    gpu = str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    predictor = Predictor.from_run(cfg.run, device="cuda" if gpu else "cpu")
+    guard = instantiate(cfg.guard)(run_dir=cfg.run, predictor=predictor)
+    answers = answer_samples(predictor, samples, datamodule, int(cfg.guard.get("batch_size", 16)))
+    questions = [s.question for s in samples]
+    report = guarded_scores(
+        guard, questions, answers, [s.answer for s in samples], [s.answer_type for s in samples]
+    )
+    decisions = {
+        s.id: guard.decide(q, lambda _q, a=a: a) for s, q, a in zip(samples, questions, answers, strict=True)
+    }
+    report = {"mode": guard.mode, "thresholds": guard.thresholds, "calibration": guard.calibration} | report
+    return report | {"shipped": shipped_refusal(guard)}, decisions
+
+
+def guard_line(report: dict) -> str:
+    """One printed line of the guard's figures."""
+    line = (f"guard={report['mode']}: coverage {_fmt(report['coverage'])}, accuracy on the answered share "
+            f"{_fmt(report['accuracy_answered'])} (unguarded {_fmt(report['accuracy_unguarded'])})")  # fmt: skip
+    shipped = report.get("shipped") or {}
+    if shipped:
+        line += (
+            f"; shipped out-of-scope set refused {_fmt(shipped['refusal_rate'])} of {shipped['out_of_scope']}"
+        )
+    return line
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
