@@ -7,6 +7,7 @@ set. `python -m medvqa.evaluate guard=patient` reports these.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
@@ -81,7 +82,13 @@ def evaluate_guard(cfg, datamodule, samples) -> tuple[dict, dict]:
     decisions = {
         s.id: guard.decide(q, lambda _q, a=a: a) for s, q, a in zip(samples, questions, answers, strict=True)
     }
-    report = {"mode": guard.mode, "thresholds": guard.thresholds, "calibration": guard.calibration} | report
+    thresholds = {
+        k: None if math.isinf(v) else v for k, v in guard.thresholds.items()
+    }  # null: never answered
+    calibration = {
+        k: v | {"threshold": thresholds[k]} if k in thresholds else v for k, v in guard.calibration.items()
+    }
+    report = {"mode": guard.mode, "thresholds": thresholds, "calibration": calibration} | report
     return report | {"shipped": shipped_refusal(guard)}, decisions
 
 

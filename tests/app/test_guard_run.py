@@ -51,3 +51,36 @@ def test_research_and_patient_agree_on_decisions(tiny_app_run, predictor, scan_p
         assert a.guard == b.guard and a.rule == b.rule
         assert b.answer is not None and b.shown_text == b.answer.answer
         assert score_of(b.answer) == b.confidence
+
+
+def test_evaluate_reports_the_guard(tiny_app_run, tmp_path):
+    """python -m medvqa.evaluate run=<run> guard=patient: coverage, accuracy on the answered share beside the
+    unguarded accuracy of the same answers, the shipped set's refusal rate, and each row's decision."""
+    import json
+
+    from medvqa.evaluate import compose_evaluate, evaluate
+
+    overrides = [f"run={tiny_app_run}", "guard=patient", "guard.thresholds={closed:0.0,open:-1000.0}",
+                 "eval.text_metrics=[]"]  # fmt: skip
+    record = evaluate(compose_evaluate(overrides, tmp_path))
+    report = record["guard"]
+    assert report["questions"] == 8 and report["coverage"] == 1.0  # nothing is below these thresholds
+    assert report["accuracy_answered"] == report["accuracy_unguarded"]
+    assert report["shipped"]["out_of_scope"] >= 100 and report["shipped"]["refusal_rate"] >= 0.98
+    assert json.loads((tmp_path / "metrics.json").read_text())["guard"]["thresholds"] == {
+        "closed": 0.0,
+        "open": -1000.0,
+    }
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert all(r["guard"] == "answered" and r["shown_text"].startswith("Answer: ") for r in rows)
+
+
+def test_evaluate_guard_needs_a_run_and_a_model(tiny_app_run, tmp_path):
+    from medvqa.evaluate import compose_evaluate, evaluate
+
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"id": "x", "prediction": "yes"}\n')
+    cfg = compose_evaluate([f"run={tiny_app_run}", "guard=patient", f"predictions={answers}", "eval.text_metrics=[]"],
+                           tmp_path)  # fmt: skip
+    with pytest.raises(ValueError, match="predictions="):
+        evaluate(cfg)

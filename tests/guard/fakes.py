@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -14,3 +14,6 @@ class FakeAnswer:
     options: dict | None = None
     question: str = ""
     id: str = ""
+
+    def to_row(self) -> dict:
+        return asdict(self)
