@@ -29,6 +29,8 @@ CONFIG_KEYS = ("data", "model", "stage", "trainer", "peft", "callbacks", "logger
                "optimized_metric", "monitor_mode", "effective_batch_size", "eval_untrained", "test_weights")  # fmt: skip
 # python -m medvqa.export (conf/export.yaml)
 CONFIG_KEYS += ("run", "out", "force", "check_items", "quantize", "device")
+# python -m medvqa.predict (conf/predict.yaml)
+CONFIG_KEYS += ("adapter", "image", "question", "inputs", "inputs_root", "batch_size", "progress")
 NAMES_A_KEY = re.compile(r"(?<![\w.])(?:" + "|".join(CONFIG_KEYS) + r")(?:\.[\w\-\[\]]+)*=")
 FULL_ERROR = "HYDRA_FULL_ERROR"
 

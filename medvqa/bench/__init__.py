@@ -7,4 +7,5 @@ BENCHES = {
     "grpo": "medvqa.bench.grpo",
     "preflight": "medvqa.bench.preflight",
     "quantize": "medvqa.bench.quantize",
+    "predict": "medvqa.bench.predict",
 }
