@@ -84,7 +84,9 @@ def answer(cfg: DictConfig, out_dir: Path) -> list:
     skip = bad.mode == "skip"
     try:
         progress = cfg.progress and not cfg.image
-        answers = predictor.answer_many(items, cfg.batch_size, progress, skipped if skip else None) if items else []
+        answers = (
+            predictor.answer_many(items, cfg.batch_size, progress, skipped if skip else None) if items else []
+        )
     except DataError as e:
         raise DataError(f"{e}. Fix or remove that input, or set data.on_bad_sample=skip to skip and count "
                         "bad inputs") from None  # fmt: skip

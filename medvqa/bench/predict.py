@@ -47,7 +47,9 @@ def run(run: str, out: str, batch_size: str | None = None, device: str = "cpu") 
         row = json.loads(line)
         got[row["id"]] = row
     different = [r["id"] for r in truth if got.get(r["id"], {}).get("answer") != r["prediction"]]
-    closed = [(got[r["id"]], r) for r in truth if r["answer_type"] == "closed" and got[r["id"]]["kind"] == "closed"]
+    closed = [
+        (got[r["id"]], r) for r in truth if r["answer_type"] == "closed" and got[r["id"]]["kind"] == "closed"
+    ]
     opened = [(got[r["id"]], r) for r in truth if r["answer_type"] == "open"]
     return {
         "equal": len(truth) - len(different),

@@ -72,7 +72,8 @@ class MedVQADataModule(L.LightningDataModule):
         system_prompt: str | None = None,
         prompt_template: str = "{question}",
         max_answer_tokens: int = 256,
-        max_length: int | None = None,  # pre-flight (medvqa/callbacks/preflight.py): longest training sequence
+        # pre-flight (medvqa/callbacks/preflight.py): the longest training sequence
+        max_length: int | None = None,
         blank_images: bool = False,
         limit: dict[str, int] | None = None,
         window: list[float] | None = None,

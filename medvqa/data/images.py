@@ -100,7 +100,9 @@ def load_image(source, max_side: int = 1024, window: Window = None, where: str =
     (PNG, JPEG, ..., or DICOM: the 'DICM' marker at byte 128), or a file path. The pixels come out exactly
     as evaluation decodes a file of the same content. Raises DataError naming `where`."""
     if isinstance(source, (str, Path)):
-        return open_image(VQASample(id=str(source), image=str(source), question="", answer=""), max_side, window)
+        return open_image(
+            VQASample(id=str(source), image=str(source), question="", answer=""), max_side, window
+        )
     if isinstance(source, Image.Image):
         # a copy, so that draft/thumbnail below never touch the caller's image
         return _decoded(source.copy, where, None, max_side, window)

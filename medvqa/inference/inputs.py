@@ -26,10 +26,14 @@ def read_inputs(inputs: str, question: str | None, root: str | None, bad: BadSam
     =error) or are appended to `skipped` and counted in `bad`."""
     path = Path(inputs)
     if not path.exists():
-        raise FileNotFoundError(f"inputs={inputs} does not exist: give a questions .jsonl file or a folder of images")
+        raise FileNotFoundError(
+            f"inputs={inputs} does not exist: give a questions .jsonl file or a folder of images"
+        )
     if path.is_dir():
         if not (question or "").strip():
-            raise ValueError(f"inputs={inputs} is a folder: give the question to ask of every image, question=...")
+            raise ValueError(
+                f"inputs={inputs} is a folder: give the question to ask of every image, question=..."
+            )
         return folder_items(path, question)
     if question:
         raise ValueError(f"question= is for image= or inputs=<folder>; inputs={inputs} is a questions file, "

@@ -22,9 +22,8 @@ from medvqa.eval.metrics import normalize
 
 YES_NO = ["yes", "no"]
 # the openings of yes/no questions
-AUXILIARIES = frozenset(
-    "is are was were do does did can could has have had will would should shall may might must".split()
-)
+AUXILIARIES = frozenset({"is", "are", "was", "were", "do", "does", "did", "can", "could", "has", "have", "had",
+                         "will", "would", "should", "shall", "may", "might", "must"})  # fmt: skip
 _ARTICLES = frozenset({"a", "an", "the"})
 _WORD = re.compile(r"[A-Za-z0-9][\w\-]*")
 

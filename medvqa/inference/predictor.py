@@ -101,7 +101,9 @@ class Predictor:
 
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").is_file():
-            raise FileNotFoundError(f"run={run_dir} has no config.yaml: point run= at a finished run's folder")
+            raise FileNotFoundError(
+                f"run={run_dir} has no config.yaml: point run= at a finished run's folder"
+            )
         if not (run_dir / "adapter" / "adapter_config.json").is_file():
             raise FileNotFoundError(f"run={run_dir} has no adapter/adapter_config.json: a peft=none run keeps its "
                                     "weights only in checkpoints/; predict from a LoRA/DoRA run")  # fmt: skip
@@ -119,7 +121,9 @@ class Predictor:
         `quantize`."""
         cfg = OmegaConf.create(cfg) if not isinstance(cfg, DictConfig) else cfg
         if not cfg.get("model"):
-            raise ValueError("model= is missing: give run=<run folder>, or model=<name> (conf/model/) for zero-shot")
+            raise ValueError(
+                "model= is missing: give run=<run folder>, or model=<name> (conf/model/) for zero-shot"
+            )
         vlm = instantiate(cfg.model)
         model = vlm.model
         if cfg.get("adapter"):
@@ -139,10 +143,7 @@ class Predictor:
         from medvqa.models.quantize import check_form, quantize_model
 
         model = model.eval()
-        if quantize:
-            model = quantize_model(model, check_form(quantize), device)
-        else:
-            model = model.to(device)
+        model = quantize_model(model, check_form(quantize), device) if quantize else model.to(device)
         stage_class = get_class(stage["_target_"]) if stage.get("_target_") else VLMStage
         generator = eval_stage(OmegaConf.create({"stage": _plain(stage)}), model, processor)
         collator = VQACollator.from_config(processor, data, stage_class.prompt_instruction(stage))

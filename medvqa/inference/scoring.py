@@ -24,7 +24,9 @@ from medvqa.losses.dpo import token_logps
 from medvqa.stages.base import model_inputs
 
 
-def mean_logprobs(logits: torch.Tensor, new_tokens: torch.Tensor, eos: int | list[int] | None) -> torch.Tensor:
+def mean_logprobs(
+    logits: torch.Tensor, new_tokens: torch.Tensor, eos: int | list[int] | None
+) -> torch.Tensor:
     """(B,) mean log-probability of each row's generated tokens up to and including its first end token
     (the padding generate writes after it is left out). logits (B, T, V) as generate's `output_logits`
     gave them (raw, before any processor), new_tokens (B, T)."""
