@@ -111,3 +111,19 @@ def test_the_option_an_answer_names():
     # an "A or B" question answered yes / no is scored among yes / no
     assert answer_options("Is there effusion or edema?", "yes") == ["yes", "no"]
     assert answer_options("Is there effusion or edema?", "edema") == ["effusion", "edema"]
+
+
+@pytest.mark.parametrize("format_weight", [0.5, 0.0])
+def test_a_grpo_run_is_asked_and_parsed_as_its_evaluation_did(tiny, format_weight):
+    from medvqa.inference import Predictor
+    from medvqa.rewards.tags import INSTRUCTION
+    from medvqa.stages.grpo import GRPOModule
+
+    vlm = tiny("qwen2_vl")
+    stage = {"_target_": "medvqa.stages.grpo.GRPOModule", "max_new_tokens": 4,
+             "reward_weights": {"format": format_weight, "answer_match": 1.0}}  # fmt: skip
+    predictor = Predictor.build(vlm.model, vlm.processor, {}, stage)
+    asked = INSTRUCTION if format_weight else None
+    assert predictor.collator.instruction == asked == GRPOModule.prompt_instruction(stage)
+    assert predictor.parse("<think>a</think><answer>no</answer>") == "no"
+    assert predictor.stage.max_new_tokens == 4
