@@ -31,6 +31,8 @@ CONFIG_KEYS = ("data", "model", "stage", "trainer", "peft", "callbacks", "logger
 CONFIG_KEYS += ("run", "out", "force", "check_items", "quantize", "device")
 # python -m medvqa.evaluate (conf/evaluate.yaml) and the eval group (conf/eval/default.yaml)
 CONFIG_KEYS += ("adapter", "split", "predictions", "eval")
+# python -m medvqa.predict (conf/predict.yaml)
+CONFIG_KEYS += ("image", "question", "inputs", "inputs_root", "batch_size", "progress")
 # python -m medvqa.app (conf/app.yaml) and the guard group it shares with predict / evaluate
 CONFIG_KEYS += ("app", "guard")
 NAMES_A_KEY = re.compile(r"(?<![\w.])(?:" + "|".join(CONFIG_KEYS) + r")(?:\.[\w\-\[\]]+)*=")

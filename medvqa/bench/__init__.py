@@ -9,4 +9,5 @@ BENCHES = {
     "quantize": "medvqa.bench.quantize",
     "train_step": "medvqa.bench.train_step",
     "eval": "medvqa.bench.eval",
+    "predict": "medvqa.bench.predict",
 }

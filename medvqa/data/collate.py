@@ -9,6 +9,7 @@ preprocessing). From it come two views of the same batch:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -57,6 +58,13 @@ class VQACollator:
         self._prompts: dict[str, str] = {}
         self._answers: dict[str, list[int]] = {}
         self.mm_types = bool(getattr(processor, "return_mm_token_type_ids", False))
+
+    @classmethod
+    def from_config(cls, processor, data: Mapping[str, Any], instruction: str | None = None) -> VQACollator:
+        """The collator of a `data:` config (its system_prompt, prompt_template, min/max_pixels,
+        max_answer_tokens; missing keys take the defaults): training, evaluation and inference build it here."""
+        keys = ("system_prompt", "prompt_template", "min_pixels", "max_pixels", "max_answer_tokens")
+        return cls(processor, **{k: data[k] for k in keys if k in data}, instruction=instruction)
 
     def prompt_text(self, sample: VQASample) -> str:
         """The prompt as the model family expects it: its chat template, or PaliGemma's plain prefix."""

@@ -166,9 +166,7 @@ class MedVQADataModule(L.LightningDataModule):
             raise RuntimeError(
                 "MedVQADataModule needs the model's processor: pass processor=... (or set .processor) before the loaders"
             )
-        hp = self.hparams
-        return VQACollator(self.processor, hp.system_prompt, hp.prompt_template, hp.min_pixels, hp.max_pixels,
-                           hp.max_answer_tokens, self.instruction)  # fmt: skip
+        return VQACollator.from_config(self.processor, self.hparams, self.instruction)
 
     def dataset(self, split: str, evaluating: bool = False) -> VQADataset:
         """The split's records; only the train split is augmented, and only for training. `image_mode`

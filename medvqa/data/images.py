@@ -92,8 +92,34 @@ def open_image(sample: VQASample, max_side: int = 1024, window: Window = None) -
     """
     where = f"{sample.image}" + (f" row {sample.image_row}" if sample.image_row is not None else "")
     where += f" member {sample.image_member}" if sample.image_member else ""
+    return _decoded(lambda: _open(sample, window), where, sample.id, max_side, window)
+
+
+def load_image(source, max_side: int = 1024, window: Window = None, where: str = "image") -> Image.Image:
+    """`open_image` for an image given in memory or by path: a PIL image (not modified), encoded bytes
+    (PNG, JPEG, ..., or DICOM: the 'DICM' marker at byte 128), or a file path. The pixels come out exactly
+    as evaluation decodes a file of the same content. Raises DataError naming `where`."""
+    if isinstance(source, (str, Path)):
+        return open_image(
+            VQASample(id=str(source), image=str(source), question="", answer=""), max_side, window
+        )
+    if isinstance(source, Image.Image):
+        # a copy, so that draft/thumbnail below never touch the caller's image
+        return _decoded(source.copy, where, None, max_side, window)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if data[128:132] == b"DICM":
+            dicom = lambda: read_dicom(io.BytesIO(data), where, window, MAX_IMAGE_PIXELS)  # noqa: E731
+            return _decoded(dicom, where, None, max_side, window)
+        return _decoded(lambda: Image.open(io.BytesIO(data)), where, None, max_side, window)
+    raise TypeError(f"an image is a PIL.Image, bytes or a path, not {type(source).__name__}")
+
+
+def _decoded(opener, where: str, sample_id: str | None, max_side: int, window: Window) -> Image.Image:
+    """The image `opener()` returns (lazily opened), checked against MAX_IMAGE_PIXELS, windowed to 8 bits
+    when high-bit, decoded as RGB and shrunk to `max_side`; every failure a DataError naming `where`."""
     try:
-        img = _open(sample, window)
+        img = opener()
         if img.width * img.height > MAX_IMAGE_PIXELS:
             raise DataError(f"{where}: {img.width}x{img.height} pixels is over the {MAX_IMAGE_PIXELS} limit")
         if img.mode in HIGH_BIT_MODES:
@@ -103,9 +129,10 @@ def open_image(sample: VQASample, max_side: int = 1024, window: Window = None) -
     except DataError:
         raise
     except FileNotFoundError as e:
-        raise DataError(f"{where}: image file not found (sample {sample.id})") from e
+        raise DataError(f"{where}: image file not found (sample {sample_id})") from e
     except (OSError, SyntaxError, ValueError, zipfile.BadZipFile, Image.DecompressionBombError) as e:
-        raise DataError(f"{where}: cannot decode image for sample {sample.id}: {e}") from e
+        for_sample = f" for sample {sample_id}" if sample_id is not None else ""
+        raise DataError(f"{where}: cannot decode image{for_sample}: {e}") from e
     if max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     return img

@@ -4,7 +4,7 @@ VQA scoring protocol, and checkpoints that hold only the trainable (adapter) wei
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
@@ -161,7 +161,10 @@ class VLMStage(L.LightningModule):
         }))  # fmt: skip
 
     @torch.no_grad()
-    def generate_answers(self, batch: dict[str, Any], **kwargs) -> list[str]:
+    def generate_output(self, batch: dict[str, Any], **kwargs):
+        """`model.generate` on the batch's prompts under `eval_generation_config()` (keys in `kwargs` update
+        it, e.g. `output_logits=True, return_dict_in_generate=True`): prompt + new tokens, or generate's
+        output object when `return_dict_in_generate`."""
         inputs = prompt_inputs(batch)
         config = self.eval_generation_config()
         config.update(**kwargs)
@@ -170,13 +173,19 @@ class VLMStage(L.LightningModule):
         inner = _generating_model(self.model)
         saved, inner.generation_config = inner.generation_config, config
         try:
-            out = self.model.generate(**inputs, generation_config=config)
+            return self.model.generate(**inputs, generation_config=config)
         finally:
             inner.generation_config = saved
-        new_tokens = out[:, inputs["input_ids"].shape[1] :]
-        return [
-            t.strip() for t in self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        ]
+
+    def decode(self, new_tokens: torch.Tensor) -> list[str]:
+        """The completions (special tokens dropped, stripped) of generated tokens (B, T) after the prompt."""
+        texts = self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    def generate_answers(self, batch: dict[str, Any], **kwargs) -> list[str]:
+        """The greedy completion of every prompt in the batch, as evaluation scores them."""
+        out = self.generate_output(batch, **kwargs)
+        return self.decode(out[:, batch["prompt_input_ids"].shape[1] :])
 
     def _evaluate(self, batch: dict[str, Any], split: str, keep_rows: bool = False) -> None:
         """Score a batch into `split_scores(split)`; with `keep_rows` (the test loop) also append one
@@ -199,12 +208,23 @@ class VLMStage(L.LightningModule):
 
     def answer_from(self, completion: str) -> str:
         """The answer scored from a generated completion (stages that ask for a structured reply parse it)."""
+        return self.parse_answer(completion)
+
+    @staticmethod
+    def parse_answer(completion: str) -> str:
+        """`answer_from` without a module: what inference (medvqa/inference/) applies to a completion."""
         return completion
 
     def split_scores(self, split: str) -> VQAScores:
         """The accumulator of `split`: val's for val, test's for test and train (which only the test loop of
         `python -m medvqa.evaluate split=train` scores; an nn.ModuleDict cannot hold a key named `train`)."""
         return self.scores["val" if split == "val" else "test"]
+
+    @classmethod
+    def prompt_instruction(cls, stage_cfg: Mapping[str, Any]) -> str | None:
+        """The instruction this stage, configured by `stage_cfg` (the run's `stage:`), appends to every
+        question, in training and evaluation alike (None: the question as it is)."""
+        return None
 
     def _log_scores(self, split: str) -> None:
         values = self.split_scores(split).compute()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,8 +135,13 @@ class GRPOModule(VLMStage):
         if datamodule is not None:
             datamodule.instruction = INSTRUCTION if "format" in self.rewards else None
 
-    def answer_from(self, completion: str) -> str:
-        return answer_text(completion)
+    parse_answer = staticmethod(answer_text)
+
+    @classmethod
+    def prompt_instruction(cls, stage_cfg: Mapping[str, Any]) -> str | None:
+        """The answer-format request when the `format` reward is on (as `setup` sets it for the data)."""
+        weights = stage_cfg.get("reward_weights") or DEFAULT_WEIGHTS
+        return INSTRUCTION if weights.get("format") else None
 
     # -- the algorithm -------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

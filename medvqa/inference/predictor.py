@@ -1,0 +1,229 @@
+"""Answering new (image, question) pairs exactly as a run's evaluation answers its test questions.
+
+    from medvqa.inference import Predictor
+
+    predictor = Predictor.from_run("outputs/<run>")             # base + the run's adapter, its decoding
+    a = predictor.answer("scan.png", "Is there a fracture?")    # Answer(answer="no", kind="closed", ...)
+    answers = predictor.answer_many([{"image": "a.png", "question": "Which organ is shown?"}], batch_size=16)
+
+Same collator (chat template, system prompt, prompt template, the stage's instruction, min/max pixels),
+same image decoding (medvqa/data/images.py, `data.max_image_side`, `data.window`), same greedy decoding
+(`stage.max_new_tokens`, `stage.eval_generation`) and the same answer parsing (GRPO's `<answer>` tag) as the
+run's test step. On top of the answer: `mean_logprob` (every answer) and, for closed questions,
+`confidence` and `options` from the log-probabilities of each option as the complete answer
+(medvqa/inference/scoring.py; docs/predict.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import get_class, instantiate
+from lightning.fabric.utilities.apply_func import move_data_to_device
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from tqdm.auto import tqdm
+
+from medvqa.data.collate import VQACollator
+from medvqa.data.errors import DataError
+from medvqa.data.images import load_image, open_image
+from medvqa.data.sample import VQASample
+from medvqa.inference import scoring
+from medvqa.models.export import eval_stage
+from medvqa.stages.base import VLMStage
+
+log = logging.getLogger(__name__)
+DEFAULT_BATCH_SIZE = 16
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answered question. `confidence` (closed only): the probability of the model's answer among the
+    question's polar options, `options` each option's; `mean_logprob`: the mean log-probability of the
+    generated tokens (end token included); `completion`: the raw generation `answer` was parsed from."""
+
+    id: str
+    image: str
+    question: str
+    answer: str
+    kind: str  # "closed" | "open"
+    confidence: float | None
+    options: dict[str, float] | None
+    mean_logprob: float
+    completion: str
+
+    def to_row(self) -> dict[str, Any]:
+        """The predictions.jsonl line: confidence and options only for closed questions, the completion
+        only when parsing changed it."""
+        row = asdict(self)
+        if self.kind != "closed":
+            del row["confidence"], row["options"]
+        if self.completion == self.answer:
+            del row["completion"]
+        return row
+
+
+@dataclass(frozen=True)
+class Item:
+    """One question to answer. `image`: a path (with `image_row` / `image_member` for a parquet row or a
+    zip member, as in VQASample), a PIL image or encoded bytes. `where` names it in error messages."""
+
+    image: Any
+    question: str
+    id: str = ""
+    image_row: int | None = None
+    image_member: str = ""
+    where: str = ""
+
+
+class Predictor:
+    """A model with its processor and the evaluation contract of one run (or of a zero-shot config)."""
+
+    def __init__(self, stage: VLMStage, collator: VQACollator, max_side: int = 1024, window=None,
+                 batch_size: int = DEFAULT_BATCH_SIZE, parse=VLMStage.parse_answer):  # fmt: skip
+        """`stage` holds the model and generates as evaluation does; `parse` turns a completion into the
+        answer (the run's stage class's `parse_answer`); `batch_size`: answer_many's default."""
+        self.stage, self.collator, self.parse = stage, collator, parse
+        self.max_side, self.window, self.batch_size = max_side, window, batch_size
+        self.device = next(stage.model.parameters()).device
+
+    # -- building ------------------------------------------------------------------------------------
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str = "cpu", quantize: str | None = None) -> Predictor:
+        """The run's base model with its adapter, its prompt, preprocessing and evaluation decoding;
+        `quantize` (int8 | int4, medvqa/models/quantize.py) merges the adapter and quantizes."""
+        from medvqa.models.runs import load_run
+
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(
+                f"run={run_dir} has no config.yaml: point run= at a finished run's folder"
+            )
+        if not (run_dir / "adapter" / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"run={run_dir} has no adapter/adapter_config.json: a peft=none run keeps its "
+                                    "weights only in checkpoints/; predict from a LoRA/DoRA run")  # fmt: skip
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        if cfg.data.get("blank_images"):
+            log.warning("run=%s was trained and evaluated on blank images (data.blank_images=true); predict "
+                        "answers from the real images", run_dir)  # fmt: skip
+        vlm = load_run(run_dir)
+        return cls.build(vlm.model, vlm.processor, cfg.data, cfg.stage, device, quantize)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig | Mapping) -> Predictor:
+        """Any `model:` config (conf/model/), with `adapter:` (a peft folder) or none (zero-shot); `data:`
+        and `stage:` give the prompt, preprocessing and decoding keys (conf/predict.yaml), `device`,
+        `quantize`."""
+        cfg = OmegaConf.create(cfg) if not isinstance(cfg, DictConfig) else cfg
+        if not cfg.get("model"):
+            raise ValueError(
+                "model= is missing: give run=<run folder>, or model=<name> (conf/model/) for zero-shot"
+            )
+        vlm = instantiate(cfg.model)
+        model = vlm.model
+        if cfg.get("adapter"):
+            from peft import PeftModel
+
+            if not (Path(cfg.adapter) / "adapter_config.json").is_file():
+                raise FileNotFoundError(f"adapter={cfg.adapter} has no adapter_config.json: point it at a "
+                                        "peft adapter folder (a run's adapter/)")  # fmt: skip
+            model = PeftModel.from_pretrained(model, str(cfg.adapter))
+        return cls.build(model, vlm.processor, cfg.get("data") or {}, cfg.get("stage") or {},
+                         cfg.get("device") or "cpu", cfg.get("quantize"))  # fmt: skip
+
+    @classmethod
+    def build(cls, model, processor, data: Mapping, stage: Mapping, device: str = "cpu",
+              quantize: str | None = None) -> Predictor:  # fmt: skip
+        """The predictor of `model` under a `data:` and a `stage:` config (a run's, or predict.yaml's)."""
+        from medvqa.models.quantize import check_form, quantize_model
+
+        model = model.eval()
+        model = quantize_model(model, check_form(quantize), device) if quantize else model.to(device)
+        stage_class = get_class(stage["_target_"]) if stage.get("_target_") else VLMStage
+        generator = eval_stage(OmegaConf.create({"stage": _plain(stage)}), model, processor)
+        collator = VQACollator.from_config(processor, data, stage_class.prompt_instruction(stage))
+        return cls(generator, collator, int(data.get("max_image_side") or 1024), _plain(data.get("window")),
+                   int(data.get("eval_batch_size") or DEFAULT_BATCH_SIZE), stage_class.parse_answer)  # fmt: skip
+
+    # -- answering -----------------------------------------------------------------------------------
+    def answer(self, image: Image.Image | bytes | str | Path, question: str, id: str = "") -> Answer:
+        """One answer; a bad image or an empty question raises DataError (its message says what is wrong)."""
+        return self.answer_many([Item(image, question, id)], batch_size=1, progress=False)[0]
+
+    def answer_many(self, items: Iterable[Item | Mapping | Sequence], batch_size: int | None = None,
+                    progress: bool = True, skipped: list[dict] | None = None) -> list[Answer]:  # fmt: skip
+        """Answers in the order of `items` (Item, {"image", "question", "id"?} or (image, question)), in
+        batches of `batch_size` (default: the run's data.eval_batch_size) with a tqdm bar. A bad item (image
+        missing or undecodable, empty question) raises DataError, or, when `skipped` is a list, is appended
+        to it ({id, image, question, where, reason}) and left out of the answers."""
+        todo = [_item(x, i) for i, x in enumerate(items)]
+        size = batch_size or self.batch_size
+        out: list[Answer] = []
+        with tqdm(total=len(todo), desc="predict", unit="q", disable=not progress) as bar:
+            for start in range(0, len(todo), size):
+                chunk = todo[start : start + size]
+                ready = [r for r in (self._prepare(item, skipped) for item in chunk) if r is not None]
+                if ready:
+                    out += self._answer_batch(ready)
+                bar.update(len(chunk))
+        return out
+
+    def _prepare(self, item: Item, skipped: list[dict] | None) -> dict | None:
+        """The collator's item for `item` (its sample and decoded image), or None when skipped."""
+        where = item.where or f"item {item.id}"
+        try:
+            if not str(item.question or "").strip():
+                raise DataError(f"{where}: empty question")
+            if isinstance(item.image, (str, Path)):
+                sample = VQASample(id=item.id, image=str(item.image), question=item.question, answer="",
+                                   image_row=item.image_row, image_member=item.image_member)  # fmt: skip
+                image = open_image(sample, self.max_side, self.window)
+            else:
+                sample = VQASample(id=item.id, image="", question=item.question, answer="")
+                image = load_image(item.image, self.max_side, self.window, where)
+        except DataError as e:
+            reason = str(e) if str(e).startswith(where) else f"{where}: {e}"
+            if skipped is None:
+                raise DataError(reason) from e
+            name = item.image if isinstance(item.image, (str, Path)) else ""
+            skipped.append({"id": item.id, "image": str(name), "question": item.question, "where": where,
+                            "reason": reason.removeprefix(f"{where}: ")})  # fmt: skip
+            return None
+        return {"sample": sample, "image": image}
+
+    def _answer_batch(self, ready: list[dict]) -> list[Answer]:
+        batch = move_data_to_device(self.collator(ready), self.device)
+        out = self.stage.generate_output(batch, output_logits=True, return_dict_in_generate=True)
+        new = out.sequences[:, batch["prompt_input_ids"].shape[1] :]
+        completions = self.stage.decode(new)
+        eos = self.stage.eval_generation_config().eos_token_id
+        mean_lp = scoring.mean_logprobs(torch.stack(out.logits, 1), new, eos)
+        answers = [self.parse(c) for c in completions]
+        samples = [r["sample"] for r in ready]
+        probs = scoring.option_probabilities(
+            self.stage.model, self.collator, ready, completions, answers, self.device
+        )
+        return [
+            Answer(id=s.id, image=s.image, question=s.question, answer=a, kind="closed" if p else "open",
+                   confidence=scoring.confidence(a, p), options=p, mean_logprob=float(lp), completion=c)
+            for s, a, c, p, lp in zip(samples, answers, completions, probs, mean_lp.tolist(), strict=True)
+        ]  # fmt: skip
+
+
+def _item(x: Item | Mapping | Sequence, index: int) -> Item:
+    if isinstance(x, Item):
+        return x if x.id else Item(**(asdict(x) | {"id": str(index)}))
+    if isinstance(x, Mapping):
+        return Item(x["image"], x["question"], str(x.get("id") or index), x.get("image_row"),
+                    x.get("image_member") or "", x.get("where") or "")  # fmt: skip
+    image, question = x
+    return Item(image, question, str(index))
+
+
+def _plain(value):
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value

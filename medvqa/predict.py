@@ -1,0 +1,125 @@
+"""`python -m medvqa.predict run=outputs/<run> image=scan.png question="Is there a fracture?"`
+
+Answer new images with a trained run (or zero-shot: `model=<name> [adapter=<folder>]`), exactly as the run's
+evaluation answers its test questions (medvqa/inference/, conf/predict.yaml, docs/predict.md):
+- `image=` + `question=`: prints the answer (closed questions: with the confidence);
+- `inputs=questions.jsonl`, or `inputs=<folder>` + `question=`: answers in batches with a progress bar.
+Every mode writes predictions.jsonl into this command's folder (hydra.run.dir); with data.on_bad_sample=skip
+the skipped inputs go to skipped.jsonl there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from medvqa.cli import user_errors
+from medvqa.io import atomic_write_jsonl
+
+log = logging.getLogger("medvqa")
+# keys a run's own config decides: given with run=, they would silently not apply
+RUN_DECIDES = ("model", "adapter", "stage", "data")
+
+
+def refused_with_run(overrides: list[str]) -> str | None:
+    """The first command-line override that run= makes meaningless (see RUN_DECIDES), else None."""
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key == "data.on_bad_sample":
+            continue
+        if key.split(".", 1)[0] in RUN_DECIDES:
+            return override
+    return None
+
+
+def check_modes(cfg: DictConfig, overrides: list[str]) -> None:
+    """One of run= / model=, and one of image= / inputs=; everything else named as `key=` with the fix."""
+    if cfg.run and (refused := refused_with_run(overrides)):
+        raise ValueError(f"{refused} does not apply with run=: predict uses the run's own model, adapter, "
+                         "prompt and decoding, so its answers equal the run's evaluation; drop it, or predict "
+                         "zero-shot with model=... and no run=")  # fmt: skip
+    if not cfg.run and not cfg.get("model"):
+        raise ValueError("run= is missing: give run=<a finished run's folder>, or model=<name> (conf/model/) "
+                         "to predict zero-shot")  # fmt: skip
+    if bool(cfg.image) == bool(cfg.inputs):
+        raise ValueError("give either image=<file> with question=..., or inputs=<questions.jsonl | folder>")
+
+
+def collect_items(cfg: DictConfig, bad, skipped: list[dict[str, Any]]) -> list:
+    """The items to answer; rows unusable before decoding are refused or skipped here (before the model)."""
+    from medvqa.inference import Item
+    from medvqa.inference.inputs import read_inputs
+
+    if cfg.inputs:
+        return read_inputs(cfg.inputs, cfg.question, cfg.inputs_root, bad, skipped)
+    where = f"image={cfg.image}"
+    if not Path(cfg.image).is_file():
+        bad.report(where, "image file not found", "Give the path of an image file.")
+        skipped.append({"id": Path(cfg.image).name, "image": str(cfg.image), "question": str(cfg.question or ""),
+                        "where": where, "reason": "image file not found"})  # fmt: skip
+        return []
+    return [Item(str(cfg.image), str(cfg.question or ""), Path(cfg.image).name, where=where)]
+
+
+def load_predictor(cfg: DictConfig):
+    from medvqa.inference import Predictor
+
+    if cfg.run:
+        return Predictor.from_run(cfg.run, cfg.device, cfg.quantize)
+    return Predictor.from_config(cfg)
+
+
+def answer(cfg: DictConfig, out_dir: Path) -> list:
+    """Answers every item, writes predictions.jsonl (and skipped.jsonl) into `out_dir`, prints a summary."""
+    from medvqa.data.errors import BadSamples, DataError
+
+    bad, skipped = BadSamples(cfg.data.on_bad_sample), []
+    items = collect_items(cfg, bad, skipped)
+    predictor = load_predictor(cfg) if items else None
+    skip = bad.mode == "skip"
+    try:
+        progress = cfg.progress and not cfg.image
+        answers = (
+            predictor.answer_many(items, cfg.batch_size, progress, skipped if skip else None) if items else []
+        )
+    except DataError as e:
+        raise DataError(f"{e}. Fix or remove that input, or set data.on_bad_sample=skip to skip and count "
+                        "bad inputs") from None  # fmt: skip
+    atomic_write_jsonl(out_dir / "predictions.jsonl", [a.to_row() for a in answers])
+    if skipped:
+        atomic_write_jsonl(out_dir / "skipped.jsonl", skipped)
+    if cfg.image:
+        for a in answers:
+            print(summary_line(a))
+    n = len(answers) + len(skipped)
+    print(f"answered {len(answers)} of {n} inputs -> {out_dir / 'predictions.jsonl'}")
+    if skipped:
+        print(f"skipped {len(skipped)} bad inputs (data.on_bad_sample=skip) -> {out_dir / 'skipped.jsonl'}")
+    return answers
+
+
+def summary_line(a) -> str:
+    """The answer as a person reads it: closed questions with their confidence."""
+    if a.kind == "closed":
+        return f"{a.answer}  (closed question, confidence {a.confidence:.3f})"
+    return f"{a.answer}  (open question, mean token log-probability {a.mean_logprob:.3f})"
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from hydra.core.hydra_config import HydraConfig
+
+    with user_errors():
+        hydra_cfg = HydraConfig.get()
+        check_modes(cfg, list(hydra_cfg.overrides.task))
+        answer(cfg, Path(hydra_cfg.runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()

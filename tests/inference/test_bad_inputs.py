@@ -1,0 +1,97 @@
+"""Bad inputs to `python -m medvqa.predict` follow data.on_bad_sample: error stops with one line naming the
+line (or file) and the fix; skip answers the rest, counts the bad ones and lists them in skipped.jsonl. An
+image path escaping the inputs folder is refused however it is written."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from medvqa.data.errors import DataError
+from tests.inference.conftest import write_jsonl
+from tests.inference.test_predict import medvqa_predict, predict
+
+BAD = {  # line -> what the error names
+    "missing file": ({"image": "gone.jpg", "question": "Is it?"}, r"image file not found\. Expected .*gone\.jpg"),
+    "corrupt image": ({"image": "corrupt.jpg", "question": "Is it?"}, r"corrupt\.jpg: cannot decode image"),
+    "non-image": ({"image": "notes.txt", "question": "Is it?"}, r"notes\.txt: cannot decode image"),
+    "empty question": ({"image": "good.jpg", "question": "  "}, r"empty question"),
+    "escaping path": ({"image": "../outside.jpg", "question": "Is it?"}, r"image path escapes the inputs folder"),
+    "absolute path outside": (None, r"image path escapes the inputs folder"),
+    "not json": ('{"image": "good.jpg", ', r"not a JSON object"),
+}  # fmt: skip
+
+
+@pytest.fixture
+def folder(tmp_path, run_rows) -> Path:
+    """inputs/ with good.jpg, a truncated JPEG, a text file; outside.jpg beside it (a real image)."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    good = Path(run_rows[0]["image"])
+    shutil.copy(good, inputs / "good.jpg")
+    shutil.copy(good, tmp_path / "outside.jpg")
+    (inputs / "corrupt.jpg").write_bytes(good.read_bytes()[:40])
+    (inputs / "notes.txt").write_text("not an image")
+    return inputs
+
+
+def line(name: str, folder: Path) -> str:
+    row = BAD[name][0]
+    if row is None:
+        row = {"image": str(folder.parent / "outside.jpg"), "question": "Is it?"}
+    return row if isinstance(row, str) else json.dumps(row)
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_error_mode_names_the_line_and_the_fix(run_dir, folder, tmp_path, name):
+    path = folder / "q.jsonl"
+    path.write_text(
+        json.dumps({"image": "good.jpg", "question": "Is it?"}) + "\n" + line(name, folder) + "\n"
+    )
+    with pytest.raises(DataError, match=rf"inputs={path} line 2: .*{BAD[name][1]}.*on_bad_sample=skip") as e:
+        predict(tmp_path, f"run={run_dir}", f"inputs={path}")
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "predictions.jsonl").exists()
+
+
+def test_skip_mode_answers_the_rest_and_lists_what_it_skipped(run_dir, folder, tmp_path, capsys):
+    good = {"image": "good.jpg", "question": "Is there a lesion in this image?"}
+    text = json.dumps(good | {"id": "first"}) + "\n" + "".join(line(n, folder) + "\n" for n in BAD)
+    path = folder / "q.jsonl"
+    path.write_text(text + json.dumps(good | {"id": "last"}) + "\n")
+    rows = predict(tmp_path, f"run={run_dir}", f"inputs={path}", "data.on_bad_sample=skip")
+    assert [r["id"] for r in rows] == ["first", "last"]
+    skipped = [json.loads(x) for x in (tmp_path / "skipped.jsonl").read_text().splitlines()]
+    assert sorted(s["where"] for s in skipped) == sorted(
+        f"inputs={path} line {n}" for n in range(2, 2 + len(BAD))
+    )
+    reasons = " | ".join(s["reason"] for s in skipped)
+    for name, (_, pattern) in BAD.items():
+        assert re.search(pattern.split(r"\.")[0], reasons), name
+    out = capsys.readouterr().out
+    assert f"answered 2 of {2 + len(BAD)} inputs" in out and f"skipped {len(BAD)} bad inputs" in out
+
+
+def test_a_folder_with_a_non_image_errors_naming_the_file_or_skips_it(run_dir, folder, tmp_path, capsys):
+    (folder / "corrupt.jpg").unlink()
+    with pytest.raises(DataError, match=r"file notes\.txt: .*cannot decode image.*on_bad_sample=skip"):
+        predict(tmp_path, f"run={run_dir}", f"inputs={folder}", "question=Is it?")
+    rows = predict(
+        tmp_path, f"run={run_dir}", f"inputs={folder}", "question=Is it?", "data.on_bad_sample=skip"
+    )
+    assert [r["id"] for r in rows] == ["good.jpg"]
+    assert [s["id"] for s in map(json.loads, (tmp_path / "skipped.jsonl").read_text().splitlines())] == [
+        "notes.txt"
+    ]
+
+
+def test_a_bad_input_is_one_error_line_and_exit_1(run_dir, folder, tmp_path):
+    path = write_jsonl(folder / "q.jsonl", [{"image": "corrupt.jpg", "question": "Is it?"}])
+    done = medvqa_predict(f"run={run_dir}", f"inputs={path}", f"hydra.run.dir={tmp_path / 'h'}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: inputs={path} line 1: ") and "data.on_bad_sample=skip" in last

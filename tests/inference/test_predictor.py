@@ -1,0 +1,129 @@
+"""The Predictor library (what `medvqa.predict` and the app use): confidence and mean log-probability equal
+a hand computation from the model's logits; images given as bytes or PIL answer as their file does; the
+polar-question rules."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from medvqa.data.images import open_image
+from medvqa.data.sample import VQASample
+from medvqa.inference.polar import answer_options, option_of, polar_options
+
+
+def sequence_logps(model, enc, tokens: list[int]) -> torch.Tensor:
+    """log p(token_i | prompt, tokens_<i) for each of `tokens` appended to the encoded prompt, by hand:
+    one forward pass over the concatenation and a log-softmax at each position."""
+    n = enc["input_ids"].shape[1]
+    extra = torch.tensor([tokens])
+    inputs = dict(enc) | {
+        "input_ids": torch.cat([enc["input_ids"], extra], 1),
+        "attention_mask": torch.ones(1, n + len(tokens), dtype=torch.long),
+    }
+    if "mm_token_type_ids" in enc:
+        inputs["mm_token_type_ids"] = torch.cat([enc["mm_token_type_ids"], torch.zeros_like(extra)], 1)
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, n - 1 : -1].double()
+    return torch.log_softmax(logits, -1).gather(1, extra[0][:, None])[:, 0]
+
+
+def encoded_prompt(predictor, image_path: str, question: str):
+    sample = VQASample(id="x", image=image_path, question=question, answer="")
+    image = open_image(sample, predictor.max_side)
+    processor = predictor.collator.processor
+    prompt = predictor.collator.prompt_text(sample)
+    return processor(text=[prompt], images=[image], return_tensors="pt")
+
+
+def test_confidence_is_the_softmax_of_the_options_sequence_logprobs_by_hand(predictor, run_rows):
+    row = next(r for r in run_rows if r["answer_type"] == "closed")
+    got = predictor.answer(row["image"], row["question"])
+    enc = encoded_prompt(predictor, row["image"], row["question"])
+    tokenizer, model = predictor.collator.tokenizer, predictor.stage.model
+    scores = {
+        o: float(sequence_logps(model, enc, tokenizer(o, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]).sum())
+        for o in ("yes", "no")
+    }  # fmt: skip
+    z = torch.logsumexp(torch.tensor(list(scores.values()), dtype=torch.float64), 0)
+    by_hand = {o: float(torch.exp(torch.tensor(s, dtype=torch.float64) - z)) for o, s in scores.items()}
+    assert got.kind == "closed"
+    assert got.options == pytest.approx(by_hand, abs=1e-5)
+    assert sum(got.options.values()) == pytest.approx(1.0, abs=1e-6)
+    assert 0.0 <= got.confidence <= 1.0
+    assert got.confidence == got.options.get(got.answer, 0.0)
+
+
+def test_mean_logprob_is_the_mean_over_the_generated_tokens_and_the_end_token(predictor, run_rows):
+    row = next(r for r in run_rows if r["answer_type"] == "open")
+    got = predictor.answer(row["image"], row["question"])
+    enc = encoded_prompt(predictor, row["image"], row["question"])
+    model, eos = predictor.stage.model, predictor.collator.tokenizer.eos_token_id
+    config = predictor.stage.eval_generation_config()
+    with torch.no_grad():
+        new = model.generate(**enc, generation_config=config)[0, enc["input_ids"].shape[1] :].tolist()
+    tokens = new[: new.index(eos) + 1] if eos in new else new  # up to and including the end token
+    by_hand = float(sequence_logps(model, enc, tokens).mean())
+    assert got.kind == "open" and got.confidence is None and got.options is None
+    assert got.mean_logprob == pytest.approx(by_hand, abs=1e-4)
+    assert got.mean_logprob <= 0.0
+
+
+def test_bytes_and_pil_images_answer_exactly_as_their_file(predictor, run_rows):
+    closed = [r for r in run_rows if r["answer_type"] == "closed"]
+    rows = closed[:2] + [r for r in run_rows if r["answer_type"] == "open"][:1]
+    for row in rows:
+        from_file = predictor.answer(row["image"], row["question"])
+        data = Path(row["image"]).read_bytes()
+        from_bytes = predictor.answer(data, row["question"])
+        from_pil = predictor.answer(Image.open(io.BytesIO(data)), row["question"])
+        assert from_file.answer == from_bytes.answer == from_pil.answer == row["prediction"]
+        if from_file.kind == "closed":
+            assert from_bytes.confidence == pytest.approx(from_file.confidence, abs=1e-6)
+        assert from_pil.mean_logprob == pytest.approx(from_file.mean_logprob, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("question", "options"),
+    [
+        ("Is there a fracture?", ["yes", "no"]),
+        ("Does this image show the liver?", ["yes", "no"]),
+        ("Is the lesion on the left or right?", ["left", "right"]),
+        ("Is this a CT or an MRI?", ["ct", "mri"]),
+        ("Which side, left or right?", ["left", "right"]),
+        ("Is there a lesion or not?", ["yes", "no"]),
+        ("What organ is shown?", None),
+        ("In which plane was this image taken?", None),
+    ],
+)
+def test_polar_questions_and_their_options(question, options):
+    assert polar_options(question) == options
+
+
+def test_the_option_an_answer_names():
+    assert option_of("Yes.", ["yes", "no"]) == "yes"
+    assert option_of("no, there is none", ["yes", "no"]) == "no"
+    assert option_of("liver", ["yes", "no"]) is None
+    # an "A or B" question answered yes / no is scored among yes / no
+    assert answer_options("Is there effusion or edema?", "yes") == ["yes", "no"]
+    assert answer_options("Is there effusion or edema?", "edema") == ["effusion", "edema"]
+
+
+@pytest.mark.parametrize("format_weight", [0.5, 0.0])
+def test_a_grpo_run_is_asked_and_parsed_as_its_evaluation_did(tiny, format_weight):
+    from medvqa.inference import Predictor
+    from medvqa.rewards.tags import INSTRUCTION
+    from medvqa.stages.grpo import GRPOModule
+
+    vlm = tiny("qwen2_vl")
+    stage = {"_target_": "medvqa.stages.grpo.GRPOModule", "max_new_tokens": 4,
+             "reward_weights": {"format": format_weight, "answer_match": 1.0}}  # fmt: skip
+    predictor = Predictor.build(vlm.model, vlm.processor, {}, stage)
+    asked = INSTRUCTION if format_weight else None
+    assert predictor.collator.instruction == asked == GRPOModule.prompt_instruction(stage)
+    assert predictor.parse("<think>a</think><answer>no</answer>") == "no"
+    assert predictor.stage.max_new_tokens == 4
