@@ -3,11 +3,12 @@ thresholds calibrated on its validation answers (or fixed by guard.thresholds)."
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
-from medvqa.guard import Guard
+from medvqa.guard import DISCLAIMER, Guard
 from medvqa.guard.abstain import score_of
 
 
@@ -56,8 +57,6 @@ def test_research_and_patient_agree_on_decisions(tiny_app_run, predictor, scan_p
 def test_evaluate_reports_the_guard(tiny_app_run, tmp_path):
     """python -m medvqa.evaluate run=<run> guard=patient: coverage, accuracy on the answered share beside the
     unguarded accuracy of the same answers, the shipped set's refusal rate, and each row's decision."""
-    import json
-
     from medvqa.evaluate import compose_evaluate, evaluate
 
     overrides = [f"run={tiny_app_run}", "guard=patient", "guard.thresholds={closed:0.0,open:-1000.0}",
@@ -84,3 +83,37 @@ def test_evaluate_guard_needs_a_run_and_a_model(tiny_app_run, tmp_path):
                            tmp_path)  # fmt: skip
     with pytest.raises(ValueError, match="predictions="):
         evaluate(cfg)
+
+
+def test_predict_writes_the_guard_on_every_line(tiny_app_run, scan_png, tmp_path, capsys):
+    """python -m medvqa.predict run=... inputs=... guard=patient: `guard` and `shown_text` on every line; an
+    out-of-scope question is never answered (answer null), an in-scope one is."""
+    from medvqa.predict import answer, check_modes
+    from tests.inference.conftest import predict_cfg, write_jsonl
+
+    inputs = write_jsonl(tmp_path / "q.jsonl", [{"image": scan_png.name, "question": q, "id": str(i)} for i, q in
+                         enumerate(["Is there a lesion in this image?", "Do I have cancer?", "Which organ is shown?"])])  # fmt: skip
+    (tmp_path / scan_png.name).write_bytes(scan_png.read_bytes())
+    overrides = [
+        f"run={tiny_app_run}",
+        f"inputs={inputs}",
+        "guard=patient",
+        "guard.thresholds={closed:0.0,open:-1000.0}",
+    ]
+    cfg = predict_cfg(*overrides)
+    check_modes(cfg, overrides)
+    rows = answer(cfg, tmp_path)
+    assert [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()] == rows
+    assert [r["guard"] for r in rows] == ["answered", "referred", "answered"]
+    assert rows[1]["answer"] is None and "doctor" in rows[1]["shown_text"]
+    assert rows[0]["answer"] and rows[0]["shown_text"] == f"Answer: {rows[0]['answer']}\n\n{DISCLAIMER}"
+
+
+def test_predict_image_mode_prints_the_decision(tiny_app_run, scan_png, tmp_path, capsys):
+    from medvqa.predict import answer
+    from tests.inference.conftest import predict_cfg
+
+    cfg = predict_cfg(f"run={tiny_app_run}", f"image={scan_png}", "question=Am I going to die?", "guard=patient",
+                      "guard.thresholds={closed:0.0,open:-1000.0}")  # fmt: skip
+    answer(cfg, tmp_path)
+    assert "[referred]" in capsys.readouterr().out
