@@ -204,7 +204,7 @@ def image_html(image, caption: str) -> str:
     from html import escape
 
     return (f'<figure class="medvqa-figure"><img src="{image_data_uri(image)}" alt="{escape(caption)}" '
-            f'style="max-width:100%"><figcaption>{escape(caption)}</figcaption></figure>')  # fmt: skip
+            f'style="width:min(100%,20rem);height:auto"><figcaption>{escape(caption)}</figcaption></figure>')  # fmt: skip
 
 
 def reference_images(folder: str | None) -> list[Path]:

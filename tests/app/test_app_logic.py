@@ -150,3 +150,32 @@ def test_reference_panel_picks_by_the_models_answers(tmp_path, app):
 def test_missing_reference_dir_names_the_key(app):
     with pytest.raises(FileNotFoundError, match="app.reference_dir=/nowhere"):
         ChatApp(app.predictor, app.guard, "/nowhere")
+
+
+class FakeBlocks:
+    def launch(self, **kwargs):
+        self.kwargs = kwargs
+
+
+@pytest.mark.parametrize(("host", "warned"), [("127.0.0.1", False), ("0.0.0.0", True), ("10.1.2.3", True)])
+def test_launch_is_private_and_warns_beyond_loopback(host, warned, capsys):
+    import os
+
+    from medvqa.app import launch
+
+    demo = FakeBlocks()
+    launch(demo, host, 7861, "50mb")
+    assert demo.kwargs["server_name"] == host and demo.kwargs["share"] is False
+    assert demo.kwargs["show_error"] is False and demo.kwargs["mcp_server"] is False
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+    assert ("WARNING: app.host=" in capsys.readouterr().out) == warned
+
+
+def test_default_config_binds_loopback():
+    from hydra import compose, initialize_config_dir
+
+    from medvqa.run import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("app", overrides=["run=x"])
+    assert cfg.app.host == "127.0.0.1" and cfg.guard.mode == "patient" and cfg.app.max_question_chars == 500
