@@ -107,6 +107,10 @@ def test_app_in_chromium(app_server, scan_png, corrupt_png, tmp_path):
         wait_for(driver, lambda d: "could not be opened" in text_of(d, "status"), "the corrupt-file message")
         shot(driver, "4-corrupt")
         assert "Traceback" not in driver.page_source
+        # nothing was fetched from outside this machine (no web fonts, no analytics, no CDN)
+        resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        outside = [u for u in resources if not u.startswith((app_server["url"], "data:", "blob:"))]
+        assert resources and outside == []
         driver.find_element("id", "summary-link").click()
         wait_for(driver, lambda d: list(downloads.glob("*.html")), "the summary download")
         time.sleep(0.5)  # the download is renamed from .crdownload when complete
