@@ -236,14 +236,15 @@ INTRO = (
 )
 
 
-def build_blocks(chat: ChatApp):
+def build_blocks(chat: ChatApp, session_ttl_s: float | None = 3600):
     """The page: upload and image on the left (and the healthy example when configured), the chat and the
     summary link on the right. Every event keeps the session's state in a gr.State (memory only)."""
     import gradio as gr
 
     research = chat.guard.mode == "research"
     with gr.Blocks(analytics_enabled=False, title="medvqa: ask about your scan") as demo:
-        state = gr.State(ChatApp.new_state())
+        # Gradio drops a session's state when its tab closes; the time to live also forgets an idle one
+        state = gr.State(ChatApp.new_state(), time_to_live=session_ttl_s)
         gr.Markdown("## Ask about your scan" + (" (research mode: raw model output)" if research else ""))
         gr.Markdown(INTRO)
         with gr.Row():
@@ -306,7 +307,9 @@ def main(cfg: DictConfig) -> None:
     with user_errors():
         chat = build(cfg)
         print(f"medvqa app on http://{cfg.app.host}:{cfg.app.port} (guard={chat.guard.mode})", flush=True)
-        launch(build_blocks(chat), cfg.app.host, int(cfg.app.port), cfg.app.max_file_size)
+        launch(
+            build_blocks(chat, cfg.app.session_ttl_s), cfg.app.host, int(cfg.app.port), cfg.app.max_file_size
+        )
 
 
 if __name__ == "__main__":
