@@ -43,16 +43,9 @@ def plain_confidence(decision: Decision) -> str:
     p = answer.confidence if answer.kind == "closed" else _exp(answer.mean_logprob)
     if p is None or math.isnan(p):
         return "unknown"
-    words = (
-        "very sure"
-        if p >= 0.95
-        else "fairly sure"
-        if p >= 0.8
-        else "somewhat unsure"
-        if p >= 0.6
-        else "unsure"
-    )
-    return f"{words} ({round(100 * p)} in 100)"
+    pct = round(100 * p)  # the words follow the number shown
+    words = "very sure" if pct >= 95 else "fairly sure" if pct >= 80 else "somewhat unsure" if pct >= 60 else "unsure"  # fmt: skip
+    return f"{words} ({pct} in 100)"
 
 
 def _exp(logprob: float | None) -> float | None:
@@ -254,7 +247,7 @@ def build_blocks(chat: ChatApp, session_ttl_s: float | None = 3600):
                 reference = gr.HTML(elem_id="reference", visible=bool(chat.references))
             with gr.Column(scale=2):
                 chatbot = gr.Chatbot(label="Questions and answers", elem_id="chat", render_markdown=False,
-                                     feedback_options=None, height=420)  # fmt: skip
+                                     feedback_options=None, height=420, buttons=["copy", "copy_all"])  # fmt: skip
                 question = gr.Textbox(label="Your question", elem_id="question", max_lines=4,
                                       placeholder="e.g. Which organ is shown?")  # fmt: skip
                 ask = gr.Button("Ask", variant="primary", elem_id="ask")
