@@ -63,3 +63,18 @@ def test_bench_rejects_an_unknown_name():
         [sys.executable, "-m", "medvqa.bench", "nope"], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 2 and "usage" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [(["predict", "run=/x"], "Error: python -m medvqa.bench predict: out= is required"),
+     (["sft", "bogus=1"], "Error: python -m medvqa.bench sft: unknown option bogus= (known: overrides, rounds, steps, warmup)"),
+     (["eval", "run=/nonexistent-run"], "Error: run=/nonexistent-run has no config.yaml")],
+)  # fmt: skip
+def test_a_wrong_bench_option_or_run_is_one_error_line(args, line):
+    done = subprocess.run([sys.executable, "-m", "medvqa.bench", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode in (1, 2)
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(line), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
