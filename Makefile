@@ -9,7 +9,7 @@ ARGS    ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: system-deps help install train test test-full bench lint format clean curriculum sweep report
+.PHONY: system-deps help install train test test-full bench lint format clean curriculum sweep report app
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,14 @@ sweep: install  ## basic sweep over learning rate x seed (override with ARGS, e.
 
 report: install  ## gather a sweep into sweep.md + sweep.csv + sweep_<param>.png plots + report.html: make report DIR=multirun/<date>/<time>
 	$(BIN)/python -m medvqa.report sweep $(or $(DIR),$$(ls -d multirun/*/* | tail -1))
+
+# the newest finished run under outputs/ (a folder with adapter/ and config.yaml); the app's own start
+# writes nothing there, so it never picks itself
+LATEST_RUN = $$(ls -td outputs/*/*/ 2>/dev/null | while read d; do [ -f "$$d/config.yaml" ] && [ -d "$$d/adapter" ] && echo "$$d" && break; done)
+app: install  ## the guarded Gradio app on 127.0.0.1:7860 with the latest run (trains the default first if none); ARGS="guard=research ..."
+	@run=$(LATEST_RUN); if [ -z "$$run" ]; then echo "no finished run under outputs/: training the default first"; \
+	  $(BIN)/python -m medvqa.run && run=$(LATEST_RUN); fi; \
+	echo "python -m medvqa.app run=$$run $(ARGS)"; $(BIN)/python -m medvqa.app run=$$run $(ARGS)
 
 test: install  ## fast test suite (CPU, < 10 min)
 	$(BIN)/python -m pytest -q $(ARGS)

@@ -33,6 +33,8 @@ CONFIG_KEYS += ("run", "out", "force", "check_items", "quantize", "device")
 CONFIG_KEYS += ("adapter", "split", "predictions", "eval")
 # python -m medvqa.predict (conf/predict.yaml)
 CONFIG_KEYS += ("image", "question", "inputs", "inputs_root", "batch_size", "progress")
+# python -m medvqa.app (conf/app.yaml) and the guard group it shares with predict / evaluate
+CONFIG_KEYS += ("app", "guard")
 NAMES_A_KEY = re.compile(r"(?<![\w.])(?:" + "|".join(CONFIG_KEYS) + r")(?:\.[\w\-\[\]]+)*=")
 FULL_ERROR = "HYDRA_FULL_ERROR"
 

@@ -165,6 +165,19 @@ def score_file(cfg: DictConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return record | {"predictions": {"file": str(cfg.predictions)} | counts}, rows
 
 
+def with_guard(cfg: DictConfig, record: dict[str, Any], rows: list[dict]) -> tuple[dict, list[dict]]:
+    """guard=patient|research: the record's `guard` (coverage, accuracy on the answered share vs unguarded,
+    refusal rate on the shipped out-of-scope set; medvqa/guard/evaluation.py) and each row's decision."""
+    from medvqa.guard.evaluation import evaluate_guard, guard_line
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    report, decisions = evaluate_guard(cfg, datamodule, split_samples(cfg, datamodule))
+    print(guard_line(report))
+    rows = [r | decisions[r["id"]].fields() if r.get("id") in decisions else r for r in rows]
+    return record | {"guard": report}, rows
+
+
 def model_id(cfg: DictConfig) -> str:
     """The answer file's model_id: the answer file, run, adapter or model that answered."""
     for key in ("predictions", "run", "adapter"):
@@ -184,6 +197,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     check_text_metrics(list(cfg.eval.get("text_metrics") or []))  # no Java: refused before any model loads
     record, rows = score_file(cfg) if cfg.get("predictions") else score_model(cfg)
+    if cfg.get("guard") is not None and cfg.guard.mode != "off":
+        record, rows = with_guard(cfg, record, rows)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = {"split": cfg.split, "run": cfg.get("run")} | record

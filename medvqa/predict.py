@@ -74,40 +74,67 @@ def load_predictor(cfg: DictConfig):
     return Predictor.from_config(cfg)
 
 
-def answer(cfg: DictConfig, out_dir: Path) -> list:
-    """Answers every item, writes predictions.jsonl (and skipped.jsonl) into `out_dir`, prints a summary."""
+def answer(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
+    """Answers every item, writes predictions.jsonl (and skipped.jsonl) into `out_dir`, prints a summary;
+    returns the rows written. With guard=patient|research every row also carries the guard's decision and
+    the text a patient would see (medvqa/guard/batch.py)."""
     from medvqa.data.errors import BadSamples, DataError
 
     bad, skipped = BadSamples(cfg.data.on_bad_sample), []
     items = collect_items(cfg, bad, skipped)
     predictor = load_predictor(cfg) if items else None
+    guard = load_guard(cfg, predictor) if items else None
     skip = bad.mode == "skip"
-    try:
-        progress = cfg.progress and not cfg.image
-        answers = (
-            predictor.answer_many(items, cfg.batch_size, progress, skipped if skip else None) if items else []
+    progress = cfg.progress and not cfg.image
+
+    def answer_many(todo: list) -> list:
+        return (
+            predictor.answer_many(todo, cfg.batch_size, progress, skipped if skip else None) if todo else []
         )
+
+    try:
+        if guard is None:
+            rows = [a.to_row() for a in answer_many(items)]
+        else:
+            from medvqa.guard.batch import guarded_rows
+
+            rows = guarded_rows(guard, items, answer_many)
     except DataError as e:
         raise DataError(f"{e}. Fix or remove that input, or set data.on_bad_sample=skip to skip and count "
                         "bad inputs") from None  # fmt: skip
-    atomic_write_jsonl(out_dir / "predictions.jsonl", [a.to_row() for a in answers])
+    atomic_write_jsonl(out_dir / "predictions.jsonl", rows)
     if skipped:
         atomic_write_jsonl(out_dir / "skipped.jsonl", skipped)
     if cfg.image:
-        for a in answers:
-            print(summary_line(a))
-    n = len(answers) + len(skipped)
-    print(f"answered {len(answers)} of {n} inputs -> {out_dir / 'predictions.jsonl'}")
+        for row in rows:
+            print(summary_line(row))
+    n = len(rows) + len(skipped)
+    print(f"answered {len(rows)} of {n} inputs -> {out_dir / 'predictions.jsonl'}")
     if skipped:
         print(f"skipped {len(skipped)} bad inputs (data.on_bad_sample=skip) -> {out_dir / 'skipped.jsonl'}")
-    return answers
+    return rows
 
 
-def summary_line(a) -> str:
-    """The answer as a person reads it: closed questions with their confidence."""
-    if a.kind == "closed":
-        return f"{a.answer}  (closed question, confidence {a.confidence:.3f})"
-    return f"{a.answer}  (open question, mean token log-probability {a.mean_logprob:.3f})"
+def load_guard(cfg: DictConfig, predictor):
+    """The guard of guard=patient|research (calibrated now on the run's validation split), else None."""
+    if cfg.get("guard") is None or cfg.guard.mode == "off":
+        return None
+    if not cfg.run:
+        raise ValueError(f"guard={cfg.guard.mode} needs run=<a run folder>: the scope guard uses the run's "
+                         "training questions and its calibration the run's validation split")  # fmt: skip
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.guard)(run_dir=cfg.run, predictor=predictor)
+
+
+def summary_line(row: dict[str, Any]) -> str:
+    """The answer as a person reads it: closed questions with their confidence; with a guard, its decision
+    and the text shown."""
+    if "guard" in row:
+        return f"[{row['guard']}] {row['shown_text']}  (raw answer {row['answer']!r}: {row['guard_reason']})"
+    if row["kind"] == "closed":
+        return f"{row['answer']}  (closed question, confidence {row['confidence']:.3f})"
+    return f"{row['answer']}  (open question, mean token log-probability {row['mean_logprob']:.3f})"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")

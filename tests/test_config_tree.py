@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 
 from medvqa.run import CONF_DIR, compose_config
 
-SKIP_GROUPS = {"hydra"}  # hydra/ configures Hydra itself and is checked by the run tests
+SKIP_GROUPS = {"hydra", "guard"}  # hydra/ configures Hydra itself and is checked by the run tests; guard/ is
+# not a training group (the app, predict and evaluate compose it: tests/guard/test_guard_config.py)
 
 
 def _options():

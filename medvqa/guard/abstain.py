@@ -1,0 +1,68 @@
+"""Abstention: answer only when the model's confidence is at or above a threshold calibrated on held-out data
+to a target precision on the answered share.
+
+    t = calibrate([0.9, 0.8, 0.6, 0.4], [True, True, False, True], target=0.95)   # 0.8
+    score_of(answer)  # closed: Answer.confidence; open: Answer.mean_logprob
+
+Closed and open answers have scores on different scales (a probability vs a mean token log-probability),
+so each kind gets its own threshold, calibrated on the validation questions of that kind.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from medvqa.eval.metrics import score_item
+
+
+def calibrate(confidences: Sequence[float], correct: Sequence[bool], target: float) -> float:
+    """The lowest threshold t such that answering exactly the items with confidence >= t is right on at
+    least `target` of them (precision on the answered share), i.e. the largest answered share reaching it.
+
+    Ties move together: a cut can only fall between distinct confidence values. Returns `math.inf` (answer
+    nothing) when not even the most confident group reaches the target, or when there are no items.
+    """
+    if len(confidences) != len(correct):
+        raise ValueError(f"{len(confidences)} confidences but {len(correct)} correctness flags")
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"guard.target_precision={target}: use a precision in (0, 1]")
+    pairs = sorted(zip(confidences, correct, strict=True), key=lambda p: -p[0])
+    threshold, right = math.inf, 0
+    for k, (conf, ok) in enumerate(pairs, start=1):
+        right += bool(ok)
+        last_of_tie = k == len(pairs) or pairs[k][0] < conf
+        if last_of_tie and right / k >= target:
+            threshold = conf
+    return threshold
+
+
+def score_of(answer) -> float | None:
+    """The number the threshold applies to: a closed answer's probability among the polar options, an open
+    answer's mean token log-probability; None when the predictor gave none."""
+    value = answer.confidence if answer.kind == "closed" else answer.mean_logprob
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def is_correct(prediction: str, truth: str, kind: str) -> bool:
+    """Right by the scoring protocol: closed_acc for closed questions, every truth word present
+    (open_recall 1) for open ones."""
+    scores = score_item(prediction, truth, kind)
+    return scores["closed_acc"] == 1.0 if kind == "closed" else scores["open_recall"] == 1.0
+
+
+def calibrate_kinds(
+    answers, truths: Sequence[str], truth_kinds: Sequence[str], target: float
+) -> dict[str, float]:
+    """One threshold per answer kind (closed / open: `Answer.kind`, the kind known when answering) from
+    answers to held-out questions, scored against their truths by the truths' own answer types. A kind
+    without held-out answers gets `math.inf`: the model is never trusted on it unproven."""
+    thresholds = {}
+    for kind in ("closed", "open"):
+        scored = [
+            (score_of(a), is_correct(a.answer, t, tk))
+            for a, t, tk in zip(answers, truths, truth_kinds, strict=True)
+            if a.kind == kind and score_of(a) is not None
+        ]
+        thresholds[kind] = calibrate([s for s, _ in scored], [c for _, c in scored], target)
+    return thresholds

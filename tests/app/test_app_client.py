@@ -1,0 +1,108 @@
+"""The app through gradio_client (its HTTP API, as another program would drive it), its privacy defaults,
+and bad input answered with a message."""
+
+from __future__ import annotations
+
+import base64
+import re
+import socket
+from pathlib import Path
+
+import psutil
+import pytest
+
+from medvqa.guard.patterns import REFERRALS
+from medvqa.reports.summary import session_summary
+
+
+def summary_page(link_html: str) -> str:
+    href = re.search(r'href="data:text/html;charset=utf-8;base64,([^"]+)"', link_html)
+    assert href, link_html[:200]
+    return base64.b64decode(href.group(1)).decode("utf-8")
+
+
+@pytest.fixture(scope="module")
+def client(app_server):
+    from gradio_client import Client
+
+    return Client(app_server["url"], verbose=False, analytics_enabled=False)
+
+
+def test_client_uploads_asks_and_gets_the_summary(client, app_server, scan_png, corrupt_png):
+    from gradio_client import handle_file
+
+    picture, status, _reference, summary, field = client.predict(
+        handle_file(str(scan_png)), api_name="/upload"
+    )
+    assert "data:image/png;base64," in picture and "Image loaded" in status and summary and field is None
+    chat, box, status, summary = client.predict("Is there a lesion in this image?", api_name="/ask")
+    assert box == "" and status == ""
+    assert chat[-1]["role"] == "assistant" and "[Answered" in _text(chat[-1]), chat[-1]
+    chat, *_, summary = client.predict("Do I have cancer?", api_name="/ask")
+    assert REFERRALS["cancer"] in _text(chat[-1]) and "[Referred to your doctor" in _text(chat[-1])
+    page = summary_page(summary)
+    assert "Is there a lesion in this image?" in page and "Do I have cancer?" in page
+    assert "data:image/png;base64," in page and "not a diagnosis" in page
+    _, status, *_ = client.predict(handle_file(str(corrupt_png)), api_name="/upload")
+    assert "could not be opened as an image" in status
+    # the uploads' temporary files are gone: the images live in the session's memory only (Gradio leaves
+    # the empty placeholder files of its multipart parser behind; they hold no byte of the upload)
+    kept = [p for p in Path(app_server["temp_dir"]).rglob("*") if p.is_file() and p.stat().st_size > 0]
+    assert kept == []
+
+
+def _text(message: dict) -> str:
+    content = message["content"]
+    if isinstance(content, list):  # gradio_client may give a list of parts
+        return " ".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return str(content)
+
+
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [
+        ("", "Please type a question."),
+        ("   ", "Please type a question."),
+        ("x" * 10_000, "10,000 characters"),
+    ],
+)
+def test_bad_questions_get_a_message(client, question, message):
+    chat, box, status, _ = client.predict(question, api_name="/ask")
+    assert message in status and "Traceback" not in status
+
+
+def test_the_app_never_logs_questions(app_server):
+    log = Path(app_server["log"]).read_text()
+    assert "Do I have cancer" not in log and "Is there a lesion" not in log and "Traceback" not in log
+    # and writes nothing where it runs (no Hydra log file or .hydra folder, no upload copies)
+    assert list(Path(app_server["cwd"]).iterdir()) == []
+
+
+def non_loopback_addresses() -> list[str]:
+    return [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family == socket.AF_INET and not a.address.startswith("127.")]  # fmt: skip
+
+
+def test_not_reachable_on_a_non_loopback_address(app_server):
+    addresses = non_loopback_addresses()
+    if not addresses:
+        pytest.skip("this machine has no non-loopback IPv4 address to try")
+    for address in addresses:
+        with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+            s.settimeout(5)
+            s.connect((address, app_server["port"]))
+
+
+def test_summary_escapes_questions():
+    from PIL import Image
+
+    turns = [
+        {
+            "question": "<script>alert(1)</script>",
+            "shown_text": "x",
+            "guard": "referred",
+            "confidence_text": "",
+        }
+    ]
+    page = session_summary(Image.new("RGB", (8, 8)), turns)
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page

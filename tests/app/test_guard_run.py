@@ -1,0 +1,119 @@
+"""Guard.for_run on a trained run with the real predictor: scope from the run's training questions,
+thresholds calibrated on its validation answers (or fixed by guard.thresholds)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from medvqa.guard import DISCLAIMER, Guard
+from medvqa.guard.abstain import score_of
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_app_run):
+    from medvqa.inference import Predictor
+
+    return Predictor.from_run(tiny_app_run, device="cpu")
+
+
+def test_for_run_calibrates_on_the_validation_split(tiny_app_run, predictor):
+    guard = Guard.for_run(tiny_app_run, predictor, mode="patient", target_precision=0.5)
+    info = guard.calibration
+    assert info["items"] == 8  # tiny_run keeps 8 validation questions
+    assert info["closed"]["items"] + info["open"]["items"] == 8
+    assert "Is there a lesion in this image?" in guard.scope.questions
+    for kind in ("closed", "open"):
+        threshold = guard.thresholds[kind]
+        assert math.isinf(threshold) or info[kind]["answered"] > 0
+    # a threshold is one of the calibration scores (or inf): recompute it from the same answers
+    from medvqa.guard.calibration import calibrate_run, run_questions
+
+    datamodule, _ = run_questions(tiny_app_run)
+    again, _ = calibrate_run(datamodule, predictor, 0.5, None)
+    assert again == guard.thresholds
+
+
+def test_fixed_thresholds_skip_the_calibration(tiny_app_run, predictor):
+    guard = Guard.for_run(tiny_app_run, predictor, thresholds={"closed": 0.3})
+    assert guard.thresholds == {"closed": 0.3, "open": math.inf} and guard.calibration["fixed"]
+    with pytest.raises(ValueError, match="guard.thresholds="):
+        Guard.for_run(tiny_app_run, predictor, thresholds={"yes_no": 0.3})
+
+
+def test_research_and_patient_agree_on_decisions(tiny_app_run, predictor, scan_png):
+    patient = Guard.for_run(tiny_app_run, predictor, thresholds={"closed": 0.0, "open": -1000.0})
+    research = Guard("research", patient.scope, patient.thresholds)
+    ask = lambda q: predictor.answer(str(scan_png), q)  # noqa: E731
+    for question in ("Is there a lesion in this image?", "Do I have cancer?"):
+        a, b = patient.decide(question, ask), research.decide(question, ask)
+        assert a.guard == b.guard and a.rule == b.rule
+        assert b.answer is not None and b.shown_text == b.answer.answer
+        assert score_of(b.answer) == b.confidence
+
+
+def test_evaluate_reports_the_guard(tiny_app_run, tmp_path):
+    """python -m medvqa.evaluate run=<run> guard=patient: coverage, accuracy on the answered share beside the
+    unguarded accuracy of the same answers, the shipped set's refusal rate, and each row's decision."""
+    from medvqa.evaluate import compose_evaluate, evaluate
+
+    overrides = [f"run={tiny_app_run}", "guard=patient", "guard.thresholds={closed:0.0,open:-1000.0}",
+                 "eval.text_metrics=[]"]  # fmt: skip
+    record = evaluate(compose_evaluate(overrides, tmp_path))
+    report = record["guard"]
+    assert report["questions"] == 8 and report["coverage"] == 1.0  # nothing is below these thresholds
+    assert report["accuracy_answered"] == report["accuracy_unguarded"]
+    assert report["shipped"]["out_of_scope"] >= 100 and report["shipped"]["refusal_rate"] >= 0.98
+    assert json.loads((tmp_path / "metrics.json").read_text())["guard"]["thresholds"] == {
+        "closed": 0.0,
+        "open": -1000.0,
+    }
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert all(r["guard"] == "answered" and r["shown_text"].startswith("Answer: ") for r in rows)
+
+
+def test_evaluate_guard_needs_a_run_and_a_model(tiny_app_run, tmp_path):
+    from medvqa.evaluate import compose_evaluate, evaluate
+
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"id": "x", "prediction": "yes"}\n')
+    cfg = compose_evaluate([f"run={tiny_app_run}", "guard=patient", f"predictions={answers}", "eval.text_metrics=[]"],
+                           tmp_path)  # fmt: skip
+    with pytest.raises(ValueError, match="predictions="):
+        evaluate(cfg)
+
+
+def test_predict_writes_the_guard_on_every_line(tiny_app_run, scan_png, tmp_path, capsys):
+    """python -m medvqa.predict run=... inputs=... guard=patient: `guard` and `shown_text` on every line; an
+    out-of-scope question is never answered (answer null), an in-scope one is."""
+    from medvqa.predict import answer, check_modes
+    from tests.inference.conftest import predict_cfg, write_jsonl
+
+    inputs = write_jsonl(tmp_path / "q.jsonl", [{"image": scan_png.name, "question": q, "id": str(i)} for i, q in
+                         enumerate(["Is there a lesion in this image?", "Do I have cancer?", "Which organ is shown?"])])  # fmt: skip
+    (tmp_path / scan_png.name).write_bytes(scan_png.read_bytes())
+    overrides = [
+        f"run={tiny_app_run}",
+        f"inputs={inputs}",
+        "guard=patient",
+        "guard.thresholds={closed:0.0,open:-1000.0}",
+    ]
+    cfg = predict_cfg(*overrides)
+    check_modes(cfg, overrides)
+    rows = answer(cfg, tmp_path)
+    assert [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()] == rows
+    assert [r["guard"] for r in rows] == ["answered", "referred", "answered"]
+    assert rows[1]["answer"] is None and "doctor" in rows[1]["shown_text"]
+    assert rows[0]["answer"] and rows[0]["shown_text"] == f"Answer: {rows[0]['answer']}\n\n{DISCLAIMER}"
+
+
+def test_predict_image_mode_prints_the_decision(tiny_app_run, scan_png, tmp_path, capsys):
+    from medvqa.predict import answer
+    from tests.inference.conftest import predict_cfg
+
+    cfg = predict_cfg(f"run={tiny_app_run}", f"image={scan_png}", "question=Am I going to die?", "guard=patient",
+                      "guard.thresholds={closed:0.0,open:-1000.0}")  # fmt: skip
+    answer(cfg, tmp_path)
+    assert "[referred]" in capsys.readouterr().out
