@@ -156,21 +156,22 @@ def _sft_adapter(cfg, path):
     lora.save_pretrained(str(path))
 
 
-@pytest.mark.parametrize("reference", ["init", "base"])
+@pytest.mark.parametrize("reference", ["init", "base", None])
 def test_first_step_from_an_sft_adapter_has_zero_margin(reference, tmp_path, data_dir):
     """Standard DPO (and TRL) compares with the starting policy: at step 0 policy = reference, so every
     implicit reward is 0 and no pair counts as won. stage.reference=base compares with the base model under
     the SFT adapter instead (margin not 0). The saved adapter/ holds only the trained adapter, loadable as
-    the default one, and checkpoints only trainable weights."""
+    the default one, and checkpoints only trainable weights. None: the config's default, which must be init
+    (this case fails on the code before stage.reference existed, which took the base)."""
     overrides = [*TINY, f"paths.data_dir={data_dir}", "stage=dpo", "trainer.max_steps=1",
-                 f"stage.init_adapter={tmp_path / 'sft'}", f"stage.reference={reference}"]  # fmt: skip
+                 f"stage.init_adapter={tmp_path / 'sft'}"] + ([f"stage.reference={reference}"] if reference else [])  # fmt: skip
     cfg = compose_config(overrides, output_dir=tmp_path / "dpo")
     _sft_adapter(cfg, tmp_path / "sft")
     model, datamodule, module = build(cfg)
     trainer = make_trainer(cfg, logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, datamodule=datamodule)
     margin, acc = (float(trainer.callback_metrics[f"train/{k}"]) for k in ("reward_margin", "reward_acc"))
-    if reference == "init":
+    if reference in ("init", None):
         assert abs(margin) < 1e-6 and acc <= 0.5, (margin, acc)
         assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(np.log(2), abs=1e-5)
     else:
