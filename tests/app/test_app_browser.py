@@ -9,41 +9,15 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from medvqa.guard.patterns import REFERRALS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
-from browser import INSTALL, chromium_paths  # noqa: E402
+from browser import chromium  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"  # git-ignored
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-         "--window-size=1360,1100")  # fmt: skip
 WAIT = 120  # s: one answer of the tiny model on a loaded machine is well under this
-
-
-@contextmanager
-def chromium(profile: Path, downloads: Path):
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError as e:
-        raise AssertionError(f"the browser test needs selenium: {INSTALL}") from e
-    browser, driver_path = chromium_paths()
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})  # fmt: skip
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def wait_for(driver, condition, what: str):
@@ -89,7 +63,7 @@ def ask(driver, question: str, expect: str) -> str:
 def test_app_in_chromium(app_server, scan_png, corrupt_png, tmp_path):
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    with chromium(tmp_path / "profile", downloads) as driver:
+    with chromium(1360, 1100, profile=tmp_path / "profile", downloads=downloads) as driver:
         driver.get(app_server["url"])
         wait_for(driver, lambda d: d.execute_script("return !!document.querySelector('#upload input[type=file]')"),
                  "the upload field")  # fmt: skip

@@ -18,8 +18,18 @@ def chromium_paths() -> tuple[str, str]:
     return browser, driver
 
 
+# headless, and quiet: without the background-networking flags Chromium keeps calling out, and this
+# machine's closed network refuses every call (the app test checks the page fetches nothing from outside)
+FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run")  # fmt: skip
+
+
 @contextmanager
-def chromium(width: int = 1360, height: int = 1000):
+def chromium(
+    width: int = 1360, height: int = 1000, profile: Path | None = None, downloads: Path | None = None
+):
+    """A selenium driver of headless Chromium with the console log kept; a fresh `profile` folder, and
+    downloads saved into `downloads` without asking, when given."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -28,11 +38,21 @@ def chromium(width: int = 1360, height: int = 1000):
     browser, driver_path = chromium_paths()
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 f"--window-size={width},{height}", "--hide-scrollbars"):  # fmt: skip
+    for flag in (
+        *FLAGS,
+        f"--window-size={width},{height}",
+        *([f"--user-data-dir={profile}"] if profile else []),
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if downloads:
+        options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                                  "download.prompt_for_download": False})  # fmt: skip
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    if downloads:
+        driver.execute_cdp_cmd(
+            "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
     try:
         yield driver
     finally:
