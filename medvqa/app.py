@@ -1,4 +1,4 @@
-"""`python -m medvqa.app run=outputs/<run> [guard=patient|research|off] [app.port=7860] [app.reference_dir=...]`
+"""`python -m medvqa.app run=outputs/<run> [guard=patient|research|off app.allow_unguarded=true] [app.port=7860] [app.reference_dir=...]`
 
 A Gradio Blocks app on a trained run: upload an image (PNG, JPEG or DICOM), ask questions in a chat, see
 each answer with its guard decision (medvqa/guard/) and a plain-language confidence, keep a summary page.
@@ -35,17 +35,20 @@ NO_IMAGE = "Please upload an image first (PNG, JPEG or DICOM)."
 
 
 def plain_confidence(decision: Decision) -> str:
-    """The model's confidence in words: closed answers by their probability, open answers by the mean
-    per-token probability exp(mean_logprob); or why there is none."""
+    """The model's confidence in words, or why there is none. Closed answers: words and the probability of
+    the chosen option (the number is shown). Open answers: words only, from the mean per-token probability
+    exp(mean_logprob), which says how steadily the model worded its answer, not how likely it is to be
+    right, so no number is shown for it (docs/app.md)."""
     answer = decision.answer
     if answer is None:
         return "not asked: this question was not sent to the model"
-    p = answer.confidence if answer.kind == "closed" else _exp(answer.mean_logprob)
+    closed = answer.kind == "closed"
+    p = answer.confidence if closed else _exp(answer.mean_logprob)
     if p is None or math.isnan(p):
         return "unknown"
     pct = round(100 * p)  # the words follow the number shown
     words = "very sure" if pct >= 95 else "fairly sure" if pct >= 80 else "somewhat unsure" if pct >= 60 else "unsure"  # fmt: skip
-    return f"{words} ({pct} in 100)"
+    return f"{words} ({pct} in 100)" if closed else f"{words} of its wording"
 
 
 def _exp(logprob: float | None) -> float | None:
@@ -73,12 +76,16 @@ def is_loopback(host: str) -> bool:
 
 class ChatApp:
     """The app's behaviour, separate from its layout: `upload` and `ask` take and return the session state
-    (a dict: image, turns) plus what the page shows. `predictor`: medvqa.inference.Predictor."""
+    (a dict: image, turns) plus what the page shows. `predictor`: medvqa.inference.Predictor; uploads are
+    decoded with its own `max_side` and `window` (the run's data.max_image_side, data.window), so the app
+    answers a file exactly as predict / evaluate do. A guard in mode off needs `allow_unguarded`."""
 
     def __init__(self, predictor, guard: Guard, reference_dir: str | None = None, max_question_chars: int = 500,
-                 max_side: int = 1024, reference_questions: dict[str, str] | None = None):  # fmt: skip
+                 reference_questions: dict[str, str] | None = None, allow_unguarded: bool = False):  # fmt: skip
+        check_unguarded(guard.mode, allow_unguarded)
         self.predictor, self.guard = predictor, guard
-        self.max_question_chars, self.max_side = max_question_chars, max_side
+        self.max_question_chars = max_question_chars
+        self.max_side, self.window = predictor.max_side, predictor.window
         self.references = reference_images(reference_dir)
         self.reference_questions = reference_questions or {}
 
@@ -96,7 +103,7 @@ class ChatApp:
             return state, "", NO_IMAGE, "", self.summary(state)
         data = read_and_delete(path)
         try:
-            image = load_image(data, self.max_side, where="the uploaded file")
+            image = load_image(data, self.max_side, self.window, where="the uploaded file")
         except DataError as e:
             kept = image_html(state["image"], "your image") if state.get("image") is not None else ""
             return state, kept, upload_problem(str(e)), state.get("reference", ""), self.summary(state)
@@ -140,9 +147,32 @@ class ChatApp:
             return "<p>No healthy example is available for this kind of image.</p>"
         from medvqa.data.images import load_image
 
-        picture = load_image(path, self.max_side, where=str(path))
+        picture = load_image(path, self.max_side, self.window, where=str(path))
         caption = f"A healthy example ({path.stem.replace('_', ' ')}), for comparison only."
         return image_html(picture, caption)
+
+
+UNGUARDED = (
+    "UNGUARDED (guard=off, app.allow_unguarded=true): every question goes to the model and its raw answer is "
+    "shown, with no scope check, no abstention and no disclaimer. For research only, never for patients."
+)
+
+
+def check_unguarded(mode: str, allow: bool) -> None:
+    """guard=off serves raw answers to whoever opens the page: only when the user says so."""
+    if mode == "off" and not allow:
+        raise ValueError(
+            "guard=off shows the model's raw answers with no scope check, abstention or disclaimer; the app "
+            "refuses it unless app.allow_unguarded=true (research only), else use guard=patient or "
+            "guard=research"
+        )
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Overrides Hydra cannot compose, answered as a user error before it tries (`guard=null`, `~guard`)."""
+    for arg in argv:
+        if arg in ("guard=null", "guard=", "~guard", "guard=~") or arg.startswith("~guard="):
+            raise ValueError(f"{arg}: the app needs a guard; use guard=patient, guard=research or guard=off")
 
 
 def turn(question: str, decision: Decision) -> dict[str, Any]:
@@ -167,7 +197,8 @@ def chat_messages(state: dict, mode: str) -> list[dict[str, str]]:
     messages = []
     for t in state.get("turns", []):
         messages.append({"role": "user", "content": t["question"]})
-        footer = f"[{GUARD_LABELS[t['guard']]} · confidence: {t['confidence_text']}]"
+        label = "Unguarded: not checked" if mode == "off" else GUARD_LABELS[t["guard"]]
+        footer = f"[{label} · confidence: {t['confidence_text']}]"
         if mode == "research":
             footer += (
                 f"\n[patient mode: {t['guard']} by rule {t['rule']}: {t['reason']}]\n[scores: {t['scores']}]"
@@ -229,16 +260,23 @@ INTRO = (
 )
 
 
+CACHE = (60, 60)  # gr.Blocks(delete_cache=(every s, older than s))
+
+
 def build_blocks(chat: ChatApp, session_ttl_s: float | None = 3600):
     """The page: upload and image on the left (and the healthy example when configured), the chat and the
     summary link on the right. Every event keeps the session's state in a gr.State (memory only)."""
     import gradio as gr
 
     research = chat.guard.mode == "research"
-    with gr.Blocks(analytics_enabled=False, title="medvqa: ask about your scan") as demo:
+    # delete_cache: every minute, Gradio deletes cached files over a minute old, so an upload whose tab
+    # closed before its event ran (and so was never read and deleted) does not stay on disk
+    with gr.Blocks(analytics_enabled=False, title="medvqa: ask about your scan", delete_cache=CACHE) as demo:
         # Gradio drops a session's state when its tab closes; the time to live also forgets an idle one
         state = gr.State(ChatApp.new_state(), time_to_live=session_ttl_s)
         gr.Markdown("## Ask about your scan" + (" (research mode: raw model output)" if research else ""))
+        if chat.guard.mode == "off":
+            gr.Markdown(f"**{UNGUARDED}**", elem_id="unguarded")
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1):
@@ -271,9 +309,17 @@ def launch(demo, host: str, port: int, max_file_size: str, block: bool = True):
     if not is_loopback(host):
         print(f"WARNING: app.host={host} listens beyond this machine: anyone who can reach it can upload images "
               "and read answers. Use app.host=127.0.0.1 unless the network is trusted.", flush=True)  # fmt: skip
-    return demo.launch(server_name=host, server_port=port, share=False, show_error=False, quiet=True,
-                       max_file_size=max_file_size, enable_monitoring=False, mcp_server=False, ssr_mode=False,
-                       footer_links=[], prevent_thread_lock=not block)  # fmt: skip
+    try:
+        return demo.launch(server_name=host, server_port=port, share=False, show_error=False, quiet=True,
+                           max_file_size=max_file_size, enable_monitoring=False, mcp_server=False,
+                           ssr_mode=False, footer_links=[], prevent_thread_lock=not block)  # fmt: skip
+    except OSError as e:  # Gradio: "Cannot find empty port in range: 7860-7860"
+        if "port" not in str(e).lower():
+            raise
+        raise ValueError(
+            f"app.port={port} on {host} is in use (another app, or an earlier one still running); stop it or "
+            "pick a free port with app.port=<port>"
+        ) from None
 
 
 def build(cfg: DictConfig) -> ChatApp:
@@ -282,6 +328,11 @@ def build(cfg: DictConfig) -> ChatApp:
 
     from medvqa.inference import Predictor
 
+    app = cfg.app
+    if not cfg.get("guard"):
+        raise ValueError("guard=null: the app needs a guard; use guard=patient, guard=research or guard=off")
+    allow = bool(app.get("allow_unguarded", False))
+    check_unguarded(cfg.guard.get("mode"), allow)  # before minutes of model loading
     predictor = Predictor.from_run(cfg.run, device=cfg.device)
     started = time.time()
     guard = instantiate(cfg.guard)(run_dir=cfg.run, predictor=predictor)
@@ -289,9 +340,10 @@ def build(cfg: DictConfig) -> ChatApp:
         f"guard={guard.mode}: ready in {time.time() - started:.1f} s; thresholds {guard.thresholds}",
         flush=True,
     )
-    app = cfg.app
-    return ChatApp(predictor, guard, app.reference_dir, app.max_question_chars, app.max_image_side,
-                   dict(app.reference_questions or {}))  # fmt: skip
+    if guard.mode == "off":
+        print(f"WARNING: {UNGUARDED}", flush=True)
+    return ChatApp(predictor, guard, app.reference_dir, app.max_question_chars,
+                   dict(app.reference_questions or {}), allow)  # fmt: skip
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="app")
@@ -305,5 +357,14 @@ def main(cfg: DictConfig) -> None:
         )
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> None:
+    """`python -m medvqa.app ...`: the overrides Hydra would crash on are a one-line error first."""
+    import sys
+
+    with user_errors():
+        check_overrides(sys.argv[1:] if argv is None else argv)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 
+from medvqa.guard.patterns import TUMOUR_NAMES
+from medvqa.guard.text import normalise, variants
+
 ALARMING = re.compile(
-    r"\b(cancer\w*|malignan\w*|carcinom\w*|metasta\w*|tumou?rs?|neoplas\w*|lymphoma\w*|leuk(a)?emia|sarcoma\w*|"
-    r"melanoma\w*|death|dead|dying|die|fatal|terminal|lethal|mortal\w*|hospice|palliative|"
+    r"\b(cancer\w*|malignan\w*|metasta\w*|tumou?rs?|neoplas\w*|leuk(a)?emia|" + TUMOUR_NAMES + "|"
+    r"death|dead|deadly|dying|die|dies|died|fatal|terminal|lethal|aggressive|mortal\w*|hospice|palliative|"
     r"ha?emorrhag\w*|bleed\w*|aneurysm\w*|infarct\w*|stroke|embol\w*|ruptur\w*|necro\w*|"
     r"gangren\w*|sepsis|septic|incurable|inoperable|untreatable|suicid\w*|amputat\w*)\b",
     re.IGNORECASE,
@@ -28,14 +31,21 @@ ALARMING_REFERRAL = (
 
 
 def alarming(answer: str, question: str = "") -> str:
-    """The alarming term the answer names (or affirms, when it is a yes to a question naming one), else ''."""
-    found = ALARMING.search(answer)
+    """The alarming term the answer names (or affirms, when it is a yes to a question naming one), else ''.
+    Both are read as the scope patterns read them: NFKC, and a de-leeted copy (medvqa/guard/text.py)."""
+    found = _search(answer)
     if found:
-        return found.group(0)
-    if AFFIRMATIVE.match(answer):
-        asked = ALARMING.search(question)
-        if asked:
-            return asked.group(0)
+        return found
+    if AFFIRMATIVE.match(normalise(answer)):
+        return _search(question)
+    return ""
+
+
+def _search(text: str) -> str:
+    for form in variants(text):
+        found = ALARMING.search(form)
+        if found:
+            return found.group(0)
     return ""
 
 

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import re
 
+from medvqa.guard.text import foreign_script, variants
+
 _I = re.IGNORECASE
+# tumour names are compounds (adenocarcinoma, osteosarcoma, glioblastoma, mesothelioma): match the stem
+# anywhere in the word, not only at its start
+TUMOUR_NAMES = r"\w*(carcinom|sarcom|blastom|gliom|myelom|mesotheliom|lymphom|melanom|seminom|teratom)\w*"
+MIXED_SCRIPT = "mixed_script"
 
 
 def _any(*parts: str) -> re.Pattern:
@@ -50,13 +56,13 @@ PATTERNS: dict[str, re.Pattern] = {
         r"\balcohol\b", r"\bpharmac",
     ),
     "cancer": _any(
-        r"\bcancer", r"\bmalignan", r"\bbenign\b", r"\btumou?rs?\b", r"\bcarcinom", r"\blymphoma",
-        r"\bleuk(a)?emia", r"\bsarcoma", r"\bmelanoma", r"\bmetasta", r"\boncolog", r"\bneoplas",
+        r"\bcancer", r"\bmalignan", r"\bbenign\b", r"\btumou?rs?\b", TUMOUR_NAMES, r"\bleuk(a)?emia",
+        r"\bmetasta", r"\boncolog", r"\bneoplas",
         r"\bstage\s*(\d|i{1,3}|iv)\b", r"\bspread", r"\blumps?\b",
         r"\b(grown|growing|bigger|smaller|shrunk|progress(ed|ing)?)\b", r"\b(last|previous|earlier|old)\s+scan",
     ),
     "prognosis": _any(
-        r"\b(die|dying|death|dead|fatal|terminal)\b", r"\bkill\s+me\b", r"\bgoing\s+to\s+kill\b",
+        r"\b(die|dies|died|dying|death|dead|deadly|fatal|lethal|terminal|aggressive)\b", r"\bkill\s+me\b", r"\bgoing\s+to\s+kill\b",
         r"\bsurviv", r"\blife\s+expectancy", r"\bto\s+live\b", r"\bcur(e|ed|able)\b", r"\brecover",
         r"\bget(ting)?\s+(better|worse)\b", r"\bworse\b", r"\bserious", r"\bworr(y|ied)\b", r"\bbad\s+news\b",
         r"\blife[-\s]threatening\b", r"\bdangerous\b", r"\bchances?\b", r"\bwill\s+i\b", r"\bprognos",
@@ -113,6 +119,10 @@ REFERRALS: dict[str, str] = {
     "treatment": _DOCTOR,
     "diagnosis": _DOCTOR,
     "other_medical": _DOCTOR,
+    MIXED_SCRIPT: (
+        "This tool only understands questions written in English letters. Please type your question again "
+        "in plain English, or ask your doctor or the clinic staff."
+    ),
     "unlike_training": (
         "I can only answer simple questions about what this image shows, such as the kind of scan, the body "
         "part or the view. Please ask your doctor or the clinic staff about anything else."
@@ -121,9 +131,14 @@ REFERRALS: dict[str, str] = {
 
 
 def match_kind(question: str) -> tuple[str, str] | None:
-    """(kind, matched text) of the first kind in KINDS whose pattern occurs in `question`, else None."""
+    """(kind, matched text) of the first kind in KINDS whose pattern occurs in `question` (its NFKC form or
+    its de-leeted copy, medvqa/guard/text.py); else (MIXED_SCRIPT, script) when it mixes Latin letters with
+    another script's (the app is English-only); else None."""
+    texts = variants(question)
     for kind in KINDS:
-        found = PATTERNS[kind].search(question)
-        if found:
-            return kind, found.group(0)
-    return None
+        for text in texts:
+            found = PATTERNS[kind].search(text)
+            if found:
+                return kind, found.group(0)
+    other = foreign_script(question)
+    return (MIXED_SCRIPT, f"Latin letters mixed with {other.title()} ones") if other else None

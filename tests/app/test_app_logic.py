@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from medvqa.app import ChatApp, chat_messages, check_question, is_loopback, pick_reference, plain_confidence
+from medvqa.app import (
+    ChatApp,
+    build_blocks,
+    chat_messages,
+    check_question,
+    is_loopback,
+    pick_reference,
+    plain_confidence,
+)
 from medvqa.data.fixtures.pictures import write_dicom
 from medvqa.guard import Decision, Guard
 from medvqa.guard.patterns import REFERRALS
@@ -18,6 +26,8 @@ from tests.guard.fakes import FakeAnswer
 
 
 class StubPredictor:
+    max_side, window = 1024, None  # what the app decodes uploads with (medvqa.inference.Predictor's names)
+
     def __init__(self, reply: FakeAnswer):
         self.reply, self.asked = reply, []
 
@@ -96,11 +106,11 @@ def test_questions_before_an_image_or_malformed(app, tmp_path):
 
 
 def test_a_failing_model_is_a_message(tmp_path, app, caplog):
-    class Broken:
+    class Broken(StubPredictor):
         def answer(self, image, question):
             raise RuntimeError("boom: " + question)
 
-    broken = ChatApp(Broken(), app.guard)
+    broken = ChatApp(Broken(None), app.guard)
     state, *_ = upload_bytes(broken, tmp_path, png())
     _, _, _, status, _ = broken.ask("Is there a lesion in this image?", state)
     assert "something went wrong" in status
@@ -121,8 +131,11 @@ def test_plain_confidence_words():
     assert plain_confidence(closed(0.99)) == "very sure (99 in 100)"
     assert plain_confidence(closed(0.85)).startswith("fairly sure")
     assert plain_confidence(closed(0.3)).startswith("unsure")
-    opened = Decision("answered", "", FakeAnswer("ct", "open", mean_logprob=math.log(0.7)))
-    assert plain_confidence(opened) == "somewhat unsure (70 in 100)"
+    # open answers: exp(mean_logprob) is how steadily the model worded it, not a chance of being right
+    opened = lambda p: Decision("answered", "", FakeAnswer("ct", "open", mean_logprob=math.log(p)))  # noqa: E731
+    assert plain_confidence(opened(0.7)) == "somewhat unsure of its wording"
+    assert plain_confidence(opened(0.97)) == "very sure of its wording"
+    assert not any(c.isdigit() for c in plain_confidence(opened(0.97)))
     assert plain_confidence(Decision("referred", "")).startswith("not asked")
 
 
@@ -179,3 +192,64 @@ def test_default_config_binds_loopback():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("app", overrides=["run=x"])
     assert cfg.app.host == "127.0.0.1" and cfg.guard.mode == "patient" and cfg.app.max_question_chars == 500
+
+
+def test_guard_off_is_refused_unless_allowed(app, tmp_path):
+    with pytest.raises(ValueError, match="app.allow_unguarded=true") as refused:
+        ChatApp(app.predictor, Guard("off"))
+    from medvqa.cli import is_user_error
+
+    assert is_user_error(refused.value)
+    unguarded = ChatApp(app.predictor, Guard("off"), allow_unguarded=True)
+    state, *_ = upload_bytes(unguarded, tmp_path, png())
+    _, chat, *_ = unguarded.ask("Do I have cancer?", state)
+    assert "[Unguarded: not checked" in chat[-1]["content"] and "Answered" not in chat[-1]["content"]
+    page = build_blocks(unguarded).config
+    banner = [c for c in page["components"] if c.get("props", {}).get("elem_id") == "unguarded"]
+    assert banner and "UNGUARDED" in banner[0]["props"]["value"]
+
+
+def test_guard_off_from_the_config_stops_before_loading_the_model():
+    from medvqa.app import build
+
+    with pytest.raises(ValueError, match="app.allow_unguarded=true"):
+        build(app_config(["run=/nowhere", "guard=off"]))  # not the run= error: checked first
+
+
+@pytest.mark.parametrize("arg", ["guard=null", "~guard"])
+def test_guard_null_is_one_error_line(arg, capsys, monkeypatch):
+    from medvqa import app as app_module
+
+    monkeypatch.setattr(app_module, "main", lambda: pytest.fail("hydra must not run"))
+    with pytest.raises(SystemExit) as exited:
+        app_module.cli(["run=x", arg])
+    err = capsys.readouterr().err.strip()
+    assert exited.value.code == 1 and err.startswith("Error: ") and "guard=" in err and "\n" not in err
+
+
+def test_blocks_delete_stale_uploads(app):
+    assert build_blocks(app).delete_cache == (60, 60)
+
+
+def test_a_port_in_use_is_one_error_line(app):
+    import socket
+
+    from medvqa.app import launch
+    from medvqa.cli import is_user_error
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=f"app.port={port}") as refused:
+            launch(build_blocks(app), "127.0.0.1", port, "50mb", block=False)
+    assert is_user_error(refused.value)
+
+
+def app_config(overrides):
+    from hydra import compose, initialize_config_dir
+
+    from medvqa.run import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("app", overrides=overrides)

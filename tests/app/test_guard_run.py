@@ -43,6 +43,40 @@ def test_fixed_thresholds_skip_the_calibration(tiny_app_run, predictor):
         Guard.for_run(tiny_app_run, predictor, thresholds={"yes_no": 0.3})
 
 
+def test_the_app_answers_a_file_as_predict_does(tiny_app_run, tmp_path):
+    """Uploads are decoded with the run's own max_side and window: a DICOM under a window other than its
+    stored one, and a PNG larger than the app's old 1024 cap, give the app the answer Predictor.answer(path)
+    gives for the same file."""
+    import numpy as np
+    from PIL import Image
+
+    from medvqa.app import ChatApp
+    from medvqa.data.fixtures.pictures import write_dicom
+    from medvqa.data.images import load_image
+    from medvqa.inference import Predictor
+
+    predictor = Predictor.from_run(tiny_app_run, device="cpu")
+    predictor.max_side, predictor.window = 40, (300.0, 1500.0)  # neither the app's nor the file's default
+    guard = Guard.for_run(tiny_app_run, predictor, mode="research", thresholds={"closed": 0.0, "open": -1e3})
+    app = ChatApp(predictor, guard)
+    rng = np.random.default_rng(0)
+    big = tmp_path / "big.png"
+    Image.fromarray(rng.integers(0, 255, (900, 1500, 3), dtype=np.uint8)).save(big)
+    files = [write_dicom(tmp_path / "ct.dcm", seed=3, size=64), big]
+    for path in files:
+        upload = tmp_path / "upload"
+        upload.write_bytes(path.read_bytes())
+        state, *_ = app.upload(str(upload), app.new_state())
+        expected = load_image(path, predictor.max_side, predictor.window)
+        assert np.array_equal(np.asarray(state["image"]), np.asarray(expected)), path.name
+        question = "Is there a lesion in this image?"
+        state, *_ = app.ask(question, state)
+        direct = predictor.answer(str(path), question)
+        scores = state["turns"][-1]["scores"]
+        assert state["turns"][-1]["raw_answer"] == direct.answer
+        assert scores["confidence"] == direct.confidence and scores["mean_logprob"] == direct.mean_logprob
+
+
 def test_research_and_patient_agree_on_decisions(tiny_app_run, predictor, scan_png):
     patient = Guard.for_run(tiny_app_run, predictor, thresholds={"closed": 0.0, "open": -1000.0})
     research = Guard("research", patient.scope, patient.thresholds)

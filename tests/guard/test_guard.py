@@ -76,10 +76,24 @@ def test_alarming_answer_is_referred_even_when_confident(guard):
     ("answer", "question", "term"),
     [("a malignant mass", "", "malignant"), ("Tumour in the left lobe", "", "Tumour"),
      ("yes", "Is there a haemorrhage?", "haemorrhage"), ("no", "Is there a haemorrhage?", ""),
-     ("left", "", ""), ("ct", "", ""), ("benign-looking", "", "")],
+     ("left", "", ""), ("ct", "", ""), ("benign-looking", "", ""),
+     # compound tumour names, and the words for death the list lacked
+     ("glioblastoma", "", "glioblastoma"), ("yes", "Is this lesion an adenocarcinoma?", "adenocarcinoma"),
+     ("osteosarcoma", "", "osteosarcoma"), ("multiple myeloma", "", "myeloma"),
+     ("mesothelioma", "", "mesothelioma"), ("yes", "Is it deadly?", "deadly"), ("lethal", "", "lethal"),
+     ("aggressive mass", "", "aggressive"), ("no", "Is it lethal?", ""),
+     # read as the scope patterns read them: NFKC and de-leeted
+     ("yes", "Is it canc3rous?", "cancerous"), ("ｔｕｍｏｕｒ", "", "tumour")],
 )  # fmt: skip
 def test_alarming_terms(answer, question, term):
     assert alarming(answer, question) == term
+
+
+def test_compound_tumour_name_answer_is_not_shown(guard):
+    decision = guard.decide(
+        "What is the lesion?", Model(FakeAnswer("glioblastoma", "open", mean_logprob=-0.01))
+    )
+    assert decision.guard == "referred" and decision.rule == "alarming"
 
 
 def test_research_mode_asks_the_model_and_shows_raw_answers(scope):
