@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from medvqa.inference.polar import option_of
 from medvqa.predict import answer, check_modes
 from tests.conftest import ROOT
 from tests.inference.conftest import predict_cfg, write_jsonl
@@ -78,7 +79,8 @@ def test_a_questions_file_answers_every_test_item_as_the_run_evaluated_it(run_di
     for got, truth in zip(rows, run_rows, strict=True):
         assert got["kind"] == truth["answer_type"]  # the synthetic closed questions are all polar
         if got["kind"] == "closed":
-            assert 0.0 <= got["confidence"] <= 1.0
+            named = option_of(got["answer"], list(got["options"]))  # none named: no confidence (null)
+            assert got["confidence"] == (got["options"][named] if named else None)
             assert sum(got["options"].values()) == pytest.approx(1.0, abs=1e-6)
         else:
             assert "confidence" not in got
