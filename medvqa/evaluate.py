@@ -196,8 +196,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from medvqa.io import atomic_write_json, atomic_write_jsonl
 
     check_text_metrics(list(cfg.eval.get("text_metrics") or []))  # no Java: refused before any model loads
+    guarded = cfg.get("guard") is not None and cfg.guard.mode != "off"
+    if guarded:
+        from medvqa.guard.evaluation import check_guard
+
+        check_guard(cfg)  # needs run=, no predictions=, the run's own model: refused before any scoring
     record, rows = score_file(cfg) if cfg.get("predictions") else score_model(cfg)
-    if cfg.get("guard") is not None and cfg.guard.mode != "off":
+    if guarded:
         record, rows = with_guard(cfg, record, rows)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)

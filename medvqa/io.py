@@ -9,6 +9,25 @@ from pathlib import Path
 from typing import Any
 
 
+def text_lines(path: Path) -> list[tuple[int, str | None]]:
+    """(line number, text) for each line of `path` read as UTF-8; text None for a line that is not UTF-8
+    (a binary file, another encoding), so a reader can name that line instead of raising
+    UnicodeDecodeError from deep inside."""
+    out: list[tuple[int, str | None]] = []
+    for number, raw in enumerate(Path(path).read_bytes().splitlines(), start=1):
+        try:
+            out.append((number, raw.decode("utf-8")))
+        except UnicodeDecodeError:
+            out.append((number, None))
+    return out
+
+
+def is_binary(path: Path, head: int = 8192) -> bool:
+    """True when the first `head` bytes of `path` hold a NUL byte: an image or other binary, not text."""
+    with open(path, "rb") as f:
+        return b"\x00" in f.read(head)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -132,6 +132,8 @@ def summary_line(row: dict[str, Any]) -> str:
     and the text shown."""
     if "guard" in row:
         return f"[{row['guard']}] {row['shown_text']}  (raw answer {row['answer']!r}: {row['guard_reason']})"
+    if row["kind"] == "closed" and row.get("confidence") is None:
+        return f"{row['answer']}  (closed question, no confidence: the answer names none of its options)"
     if row["kind"] == "closed":
         return f"{row['answer']}  (closed question, confidence {row['confidence']:.3f})"
     return f"{row['answer']}  (open question, mean token log-probability {row['mean_logprob']:.3f})"

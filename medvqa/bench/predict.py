@@ -28,8 +28,14 @@ def questions_file(run: Path, out: Path) -> tuple[Path, str, list[dict]]:
     return path, os.path.commonpath([os.path.dirname(r["image"]) for r in rows]), rows
 
 
-def _means(values: list[float]) -> dict[str, float | int | None]:
-    return {"n": len(values), "mean": round(mean(values), 4) if values else None}
+def _means(values: list[float | None]) -> dict[str, float | int | None]:
+    """n and mean of the values given; `none`: how many were null (a closed answer naming no option)."""
+    given = [v for v in values if v is not None]
+    return {
+        "n": len(given),
+        "mean": round(mean(given), 4) if given else None,
+        "none": len(values) - len(given),
+    }
 
 
 def run(run: str, out: str, batch_size: str | None = None, device: str = "cpu") -> dict:

@@ -18,6 +18,7 @@ from typing import Any
 
 from medvqa.data.sample import VQASample
 from medvqa.eval.metrics import score_item
+from medvqa.io import text_lines
 from medvqa.stages.base import ROW_FIELDS, ROW_OPTIONAL
 
 
@@ -28,7 +29,10 @@ def read_answers(path: str | Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"predictions={path}: no such file; give a JSONL answer file")
     answers: dict[str, dict[str, str]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in text_lines(path):
+        if line is None:
+            raise ValueError(f"predictions={path} line {number} is not UTF-8 text (a binary file?); give a "
+                             'JSONL answer file, one {"id": ..., "prediction": ...} per line')  # fmt: skip
         if not line.strip():
             continue
         item = _parse(line, path, number)

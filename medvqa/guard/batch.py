@@ -6,8 +6,8 @@ out-of-scope questions are never sent to the model; every row gets the decision 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -19,23 +19,47 @@ def guarded_rows(guard, items: Sequence[Any], answer_many: Callable[[list], list
     keep_from_model = [
         guard.mode == "patient" and not guard.scope.check(it.question).in_scope for it in items
     ]
-    answers = answer_many([it for it, kept in zip(items, keep_from_model, strict=True) if not kept])
-    by_id: dict[str, list] = defaultdict(list)  # answers come back in order, minus the skipped ones
-    for a in answers:
-        by_id[str(a.id)].append(a)
+    sent_at = [n for n, kept in enumerate(keep_from_model) if not kept]
+    sent = [items[n] for n in sent_at]
+    answer_of = {sent_at[k]: a for k, a in _pair(sent, answer_many(sent)).items()}
     rows = []
-    for item, kept in zip(items, keep_from_model, strict=True):
+    for n, (item, kept) in enumerate(zip(items, keep_from_model, strict=True)):
         if kept:
             decision = guard.decide(item.question, _never_called)
             row = {"id": str(item.id), "image": str(item.image), "question": item.question, "answer": None}
-        elif by_id.get(str(item.id)):
-            answer = by_id[str(item.id)].pop(0)
+        elif n in answer_of:
+            answer = answer_of[n]
             decision = guard.decide(item.question, lambda _q, a=answer: a)
             row = answer.to_row()
         else:
             continue  # skipped by the predictor
         rows.append(row | decision.fields())
     return rows
+
+
+def _pair(sent: Sequence[Any], answers: Sequence[Any]) -> dict[int, Any]:
+    """{index in `sent`: its answer}. The answers come back in the order of `sent`,
+    minus the items the predictor skipped, so they are paired by position: each answer goes to the next
+    sent item it answers (same id and question, and image where the answer names one). Never by id alone:
+    ids may repeat, and a skipped first item would hand its id's answer to the wrong row."""
+    out: dict[int, Any] = {}
+    at = 0
+    for answer in answers:
+        while at < len(sent) and not _answers(answer, sent[at]):
+            at += 1
+        if at == len(sent):
+            raise RuntimeError(f"answer for id {answer.id!r} matches no question sent to the model")
+        out[at] = answer
+        at += 1
+    return out
+
+
+def _answers(answer, item) -> bool:
+    """Whether `answer` is the predictor's answer to `item`."""
+    if str(answer.id) != str(item.id) or answer.question != item.question:
+        return False
+    image = getattr(answer, "image", "")
+    return not image or not isinstance(item.image, (str, Path)) or str(item.image) == image
 
 
 def _never_called(question: str):

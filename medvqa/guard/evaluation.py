@@ -7,14 +7,18 @@ set. `python -m medvqa.evaluate guard=patient` reports these.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from medvqa.eval.metrics import score_item
 from medvqa.guard.abstain import is_correct
 from medvqa.guard.guard import Guard
 from medvqa.guard.shipped import refusal_report
+
+log = logging.getLogger("medvqa")
 
 
 def guarded_scores(guard: Guard, questions: Sequence[str], answers: Sequence, truths: Sequence[str],
@@ -55,6 +59,36 @@ def _mean(values) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def check_guard(cfg) -> None:
+    """Refuse, before anything is scored or any model loads, what `evaluate guard=` cannot honour: it needs
+    run= (the scope guard reads the run's training questions, the calibration its validation split), the
+    model's confidence (no predictions=), and the run's own model and adapter (the guard's predictor is
+    the run's: with adapter= or another model= the metrics and the guard figures would be two models').
+    Warns when split=val: the thresholds were calibrated on those very answers (in-sample)."""
+    mode = cfg.guard.mode
+    if not cfg.get("run"):
+        raise ValueError(f"guard={mode} needs run=<a run folder>: the scope guard uses the run's "
+                         "training questions and its calibration the run's validation split")  # fmt: skip
+    if cfg.get("predictions"):
+        raise ValueError("guard= needs the model's confidence, which an answer file (predictions=) has not: "
+                         "drop predictions= or guard=")  # fmt: skip
+    from omegaconf import OmegaConf
+
+    run_cfg = OmegaConf.load(Path(cfg.run) / "config.yaml")
+    mixed = ["adapter="] if cfg.get("adapter") else []
+    if OmegaConf.select(run_cfg, "model") is not None and OmegaConf.to_container(
+        run_cfg.model, resolve=True
+    ) != OmegaConf.to_container(cfg.model, resolve=True):
+        mixed.append("model=")
+    if mixed:
+        raise ValueError(f"guard={mode} with {' and '.join(mixed)}: the guard scores run={cfg.run}'s own model "
+                         f"and adapter, so its figures would not be those of the metrics beside them; drop "
+                         f"{' and '.join(mixed)} or guard=")  # fmt: skip
+    if cfg.get("split") == "val":
+        log.warning("guard=%s split=val: the guard's thresholds are calibrated on the validation split, so its "
+                    "coverage and accuracy here are in-sample (optimistic); use split=test", mode)  # fmt: skip
+
+
 def evaluate_guard(cfg, datamodule, samples) -> tuple[dict, dict]:
     """`python -m medvqa.evaluate run=<run> guard=patient`: the run's predictor answers `samples` (the
     evaluated split), the run's guard (calibrated on its validation split) decides each, and the report says
@@ -65,12 +99,7 @@ def evaluate_guard(cfg, datamodule, samples) -> tuple[dict, dict]:
     from medvqa.guard.calibration import answer_samples
     from medvqa.inference import Predictor
 
-    if not cfg.get("run"):
-        raise ValueError(f"guard={cfg.guard.mode} needs run=<a run folder>: the scope guard uses the run's "
-                         "training questions and its calibration the run's validation split")  # fmt: skip
-    if cfg.get("predictions"):
-        raise ValueError("guard= needs the model's confidence, which an answer file (predictions=) has not: "
-                         "drop predictions= or guard=")  # fmt: skip
+    check_guard(cfg)
     gpu = str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
     predictor = Predictor.from_run(cfg.run, device="cuda" if gpu else "cpu")
     guard = instantiate(cfg.guard)(run_dir=cfg.run, predictor=predictor)
@@ -88,7 +117,8 @@ def evaluate_guard(cfg, datamodule, samples) -> tuple[dict, dict]:
     calibration = {
         k: v | {"threshold": thresholds[k]} if k in thresholds else v for k, v in guard.calibration.items()
     }
-    report = {"mode": guard.mode, "thresholds": thresholds, "calibration": calibration} | report
+    report = {"mode": guard.mode, "thresholds": thresholds, "calibration": calibration,
+              "in_sample": cfg.get("split") == "val"} | report  # fmt: skip
     return report | {"shipped": shipped_refusal(guard)}, decisions
 
 

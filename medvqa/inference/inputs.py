@@ -18,6 +18,7 @@ from typing import Any
 
 from medvqa.data.errors import BadSamples, DataError, resolve_inside
 from medvqa.inference.predictor import Item
+from medvqa.io import is_binary, text_lines
 
 
 def read_inputs(inputs: str, question: str | None, root: str | None, bad: BadSamples,
@@ -54,12 +55,17 @@ def _hidden(relative: Path) -> bool:
 
 def file_items(path: Path, root: Path, bad: BadSamples, skipped: list[dict[str, Any]]) -> list[Item]:
     """The usable lines of the questions file `path` (image paths resolved inside `root`)."""
+    if is_binary(path):  # an image given as inputs=: the whole file is wrong, not one line
+        raise ValueError(f"inputs={path} is not a questions file (it holds binary data, an image?): give a "
+                         f"JSONL questions file, or image={path} question=... to ask about one image")  # fmt: skip
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
+    for n, line in text_lines(path):
+        if line is not None and not line.strip():
             continue
         where = f"inputs={path} line {n}"
         try:
+            if line is None:
+                raise _BadLine({}, "not UTF-8 text", "Write the questions file as UTF-8 JSONL.")
             items.append(_line_item(line, n, root, where))
         except _BadLine as e:
             bad.report(where, e.reason, e.fix)  # raises under on_bad_sample=error
@@ -92,6 +98,19 @@ def _line_item(line: str, n: int, root: Path, where: str) -> Item:
                        f"Image paths must stay inside {root} (set inputs_root= to widen it).") from None  # fmt: skip
     if not image.is_file():
         raise _BadLine(row, "image file not found", f"Expected {image}.")
-    row_index = row.get("image_row")
-    return Item(str(image), str(row["question"]), str(row.get("id", n)),
-                int(row_index) if row_index is not None else None, str(row.get("image_member") or ""), where)  # fmt: skip
+    return Item(str(image), str(row["question"]), str(row.get("id", n)), _image_row(row),
+                str(row.get("image_member") or ""), where)  # fmt: skip
+
+
+def _image_row(row: dict) -> int | None:
+    """The line's parquet row (`image_row`): a whole number, or a string of digits; None when absent."""
+    value = row.get("image_row")
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise _BadLine(row, "image_row must be an integer", f"Give the parquet row number, not {value!r}.")

@@ -7,11 +7,13 @@
 
 A question is polar when it is in yes/no form (it opens with an auxiliary verb: "Is ...", "Does ...", "Can
 ...") or offers two options joined by "or" ("... CT or MRI?", "Which side, left or right?"). The options of
-an "A or B" question are the single words on either side of its last " or " (articles dropped): the usual
-VQA-RAD / SLAKE forms (left or right, CT or MRI, axial or coronal, male or female) are one word each;
-multi-word options ("the left lung or the right lung") are read as their nearest words ("lung", "right")
-and are not supported. "... or not?" is a yes/no question. A model that answers an "A or B" question with
-yes or no (as VQA-RAD's "Is there effusion or edema?" is answered) is scored on yes / no instead.
+an "A or B" question are read around its last " or " (see `either_or_spelled`): B runs to the clause's end
+without its leading prepositions / articles, the words A and B share at the end are dropped ("on the left
+side or on the right side" -> left / right, "the left lung or the right lung" -> left / right, an answer
+"left lung" naming "left"), and A is as many content words before " or " as B has ("a chest x-ray or an
+abdominal CT" -> "chest x-ray" / "abdominal ct"). "... or not?" is a yes/no question. A model that answers
+an "A or B" question with yes or no (as VQA-RAD's "Is there effusion or edema?" is answered) is scored on
+yes / no instead. `option_texts` gives the text each option is scored on: the question's spelling.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ YES_NO = ["yes", "no"]
 AUXILIARIES = frozenset({"is", "are", "was", "were", "do", "does", "did", "can", "could", "has", "have", "had",
                          "will", "would", "should", "shall", "may", "might", "must"})  # fmt: skip
 _ARTICLES = frozenset({"a", "an", "the"})
+_PREPOSITIONS = frozenset({"on", "in", "at", "of", "to", "from", "with", "by", "for", "within", "into", "near",
+                           "over", "under", "inside", "outside"})  # fmt: skip
+_LEADING = _ARTICLES | _PREPOSITIONS  # dropped from the front of B: "or on the right"
+# words that end option A when read back from " or ": "Is [this a] CT", "Is [the lesion on the] left"
+_STOP = _LEADING | AUXILIARIES | frozenset({"this", "that", "these", "those", "there", "it", "they", "which",
+                                            "what", "either", "whether", "and"})  # fmt: skip
 _WORD = re.compile(r"[A-Za-z0-9][\w\-]*")
 
 
@@ -39,18 +47,37 @@ def polar_options(question: str) -> list[str] | None:
 
 
 def _either_or(question: str) -> list[str] | None:
-    """[A, B] for a question offering "A or B", else None."""
-    lower = question.lower()
-    at = lower.rfind(" or ")
+    """[A, B] for a question offering "A or B", else None (lower case; `either_or_spelled` keeps the case)."""
+    spelled = either_or_spelled(question)
+    return [o.lower() for o in spelled] if spelled else None
+
+
+def either_or_spelled(question: str) -> list[str] | None:
+    """[A, B] as the question spells them, for a question offering "A or B", else None. B is the words after
+    the last " or " up to the clause's end; leading prepositions / articles ("on the right side") and the
+    trailing words A and B share ("... left side or ... right side", "left lung or right lung") are
+    dropped; A is as many of the content words just before " or " as B has (at most)."""
+    at = question.lower().rfind(" or ")
     if at < 0:
         return None
-    before = [w for w in _WORD.findall(lower[:at]) if w not in _ARTICLES]
-    after = [w for w in _WORD.findall(lower[at + 4 :]) if w not in _ARTICLES]
-    if not before or not after or before[-1] == after[0]:
-        return None
-    if after[0] == "not":  # "Is there a lesion or not?"
+    head = re.split(r"[,:;?!.]", question[:at])[-1]
+    tail = re.split(r"[,:;?!.]", question[at + 4 :])[0]
+    before, after = _WORD.findall(head), _WORD.findall(tail)
+    while after and after[0].lower() in _LEADING:
+        after.pop(0)
+    if after and after[0].lower() == "not":  # "Is there a lesion or not?"
         return list(YES_NO)
-    return [before[-1], after[0]]
+    while len(after) > 1 and before and before[-1].lower() == after[-1].lower():
+        before.pop(), after.pop()  # a shared trailing noun: "left side or right side"
+    run: list[str] = []
+    for word in reversed(before):
+        if word.lower() in _STOP or len(run) == len(after):
+            break
+        run.insert(0, word)
+    if not run or not after:
+        return None
+    a, b = " ".join(run), " ".join(after[: len(run)])
+    return None if a.lower() == b.lower() else [a, b]
 
 
 def answer_options(question: str, answer: str) -> list[str] | None:
@@ -73,9 +100,36 @@ def option_of(answer: str, options: list[str]) -> str | None:
     return by_norm.get(first)
 
 
-def cased_like(options: list[str], answer: str) -> list[str]:
-    """The options capitalised as the answer is ("Yes" -> ["Yes", "No"]): a model trained on capitalised
-    answers gives the lower-case forms little probability, which would say nothing about its choice."""
-    if answer[:1].isupper():
-        return [o[:1].upper() + o[1:] for o in options]
-    return list(options)
+def option_texts(question: str, answer: str) -> dict[str, str] | None:
+    """{option: the answer text scored for it} for a closed question (None for an open one), in
+    `answer_options` order. The option the answer names is scored on the answer's exact text; each other
+    option on the answer with the named words replaced by that option as the question spells it ("CT or
+    MRI?" answered "CT" -> {"ct": "CT", "mri": "MRI"}; "left lung or right lung?" answered "Left lung" ->
+    {"left": "Left lung", "right": "Right lung"}), cased like the answer where the question has it in lower
+    case ("Left" -> "Right"; "ct" -> "mri"). When the answer names no option each option stands alone."""
+    options = answer_options(question, answer)
+    if options is None:
+        return None
+    spelled = options if options == YES_NO else (either_or_spelled(question) or options)
+    named = option_of(answer, options)
+    if named is None:
+        return {o: _cased(sp, answer.strip()) for o, sp in zip(options, spelled, strict=True)}
+    if normalize(answer) == normalize(named):
+        start, end = 0, len(answer)
+    else:  # named by its first word: "Left lung", "yes, there is"
+        first = _WORD.search(answer)
+        start, end = (first.start(), first.end()) if first else (0, len(answer))
+    said = answer[start:end]
+    return {o: answer if o == named else answer[:start] + _cased(sp, said) + answer[end:]
+            for o, sp in zip(options, spelled, strict=True)}  # fmt: skip
+
+
+def _cased(option: str, said: str) -> str:
+    """`option` (as the question spells it) cased like the words `said`: a model that answered in lower
+    case ("ct") or capitalised ("Left") gives the other casing little probability, which would say nothing
+    about its choice; capitals of the question's own ("MRI", "X-Ray") are kept unless `said` is lower case."""
+    if said.islower():
+        return option.lower()
+    if option[:1].islower() and said[:1].isupper():
+        return option[:1].upper() + option[1:]
+    return option

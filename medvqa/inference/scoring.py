@@ -2,9 +2,10 @@
 question the probability of each polar option as the complete answer.
 
 Confidence of a closed answer (the contract docs/predict.md states):
-    s(o) = log p(completion with the answer replaced by option o, then the end token | image, prompt)
+    s(o) = log p(completion with the answer's words for its option replaced by o, then the end token | ...)
     P(o) = exp s(o) / sum over the question's options o' of exp s(o')
-    confidence = P(the option the answer names); 0.0 when the answer names none of them.
+    confidence = P(the option the answer names); None when the answer names none of them.
+Each o is spelled as the question spells it and the named one as the answer did (polar.option_texts).
 For a plain completion ("yes") s(o) is log p(o, end | image, prompt), the sequence the model was trained
 to produce; for a structured one (GRPO's `<think>...</think><answer>yes</answer>`) only the answer span
 changes, so the shared reasoning cancels out of P. The scored rows go through the same collator as
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
-from medvqa.inference.polar import answer_options, cased_like, option_of
+from medvqa.inference.polar import option_of, option_texts
 from medvqa.losses.dpo import token_logps
 from medvqa.stages.base import model_inputs
 
@@ -56,13 +57,14 @@ def option_probabilities(model, collator, ready: list[dict[str, Any]], completio
 
     rows, spans, options = [], [], []
     for item, completion, answer in zip(ready, completions, answers, strict=True):
-        found = answer_options(item["sample"].question, answer)
+        texts = option_texts(item["sample"].question, answer)
+        found = list(texts) if texts is not None else None
         options.append(found)
-        if found is None:
+        if texts is None:
             continue
-        spans.append((len(rows), len(found)))
-        for option in cased_like(found, answer):
-            sample = replace(item["sample"], answer=with_option(completion, answer, option))
+        spans.append((len(rows), len(texts)))
+        for text in texts.values():
+            sample = replace(item["sample"], answer=with_option(completion, answer, text))
             rows.append({"sample": sample, "image": item["image"]})
     if not rows:
         return [None] * len(ready)
@@ -81,8 +83,9 @@ def option_probabilities(model, collator, ready: list[dict[str, Any]], completio
 
 
 def confidence(answer: str, probs: dict[str, float] | None) -> float | None:
-    """P(the option `answer` names) among `probs`; 0.0 when it names none; None for an open question."""
+    """P(the option `answer` names) among `probs`; None for an open question and for a closed answer that
+    names none of the options (there is no choice of the model's to be sure of; the guard abstains)."""
     if probs is None:
         return None
     named = option_of(answer, list(probs))
-    return probs[named] if named is not None else 0.0
+    return probs[named] if named is not None else None

@@ -71,7 +71,9 @@ def test_app_in_chromium(app_server, scan_png, corrupt_png, tmp_path):
         upload(driver, scan_png)
         wait_for(driver, lambda d: "Image loaded" in text_of(d, "status"), "the image to load")
         assert driver.execute_script("return document.querySelector('#picture img').naturalWidth") > 0
-        chat = ask(driver, "Is there a lesion in this image?", "[Answered")
+        chat = ask(
+            driver, "Which organ is shown?", "[Answered"
+        )  # open: a closed answer may have no confidence
         shot(driver, "2-answer")
         assert "Answer:" in chat and "not a diagnosis" in chat, chat
         chat = ask(driver, "Do I have cancer?", "[Referred to your doctor")
@@ -93,6 +95,6 @@ def test_app_in_chromium(app_server, scan_png, corrupt_png, tmp_path):
         shutil.copy(page, tmp_path / "summary.html")
         driver.get(page.as_uri())
         shot(driver, "5-summary")
-    assert "Is there a lesion in this image?" in summary and "Do I have cancer?" in summary
+    assert "Which organ is shown?" in summary and "Do I have cancer?" in summary
     assert "referred to your doctor" in summary and "not a diagnosis" in summary
     assert "data:image/png;base64," in summary

@@ -35,13 +35,15 @@ def test_client_uploads_asks_and_gets_the_summary(client, app_server, scan_png, 
         handle_file(str(scan_png)), api_name="/upload"
     )
     assert "data:image/png;base64," in picture and "Image loaded" in status and summary and field is None
-    chat, box, status, summary = client.predict("Is there a lesion in this image?", api_name="/ask")
+    # an open question: the 10-step model's answer to a yes/no one may name neither option, and then it has
+    # no confidence and the guard (rightly) abstains
+    chat, box, status, summary = client.predict("Which organ is shown?", api_name="/ask")
     assert box == "" and status == ""
     assert chat[-1]["role"] == "assistant" and "[Answered" in _text(chat[-1]), chat[-1]
     chat, *_, summary = client.predict("Do I have cancer?", api_name="/ask")
     assert REFERRALS["cancer"] in _text(chat[-1]) and "[Referred to your doctor" in _text(chat[-1])
     page = summary_page(summary)
-    assert "Is there a lesion in this image?" in page and "Do I have cancer?" in page
+    assert "Which organ is shown?" in page and "Do I have cancer?" in page
     assert "data:image/png;base64," in page and "not a diagnosis" in page
     _, status, *_ = client.predict(handle_file(str(corrupt_png)), api_name="/upload")
     assert "could not be opened as an image" in status

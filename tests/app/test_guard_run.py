@@ -97,15 +97,24 @@ def test_evaluate_reports_the_guard(tiny_app_run, tmp_path):
                  "eval.text_metrics=[]"]  # fmt: skip
     record = evaluate(compose_evaluate(overrides, tmp_path))
     report = record["guard"]
-    assert report["questions"] == 8 and report["coverage"] == 1.0  # nothing is below these thresholds
-    assert report["accuracy_answered"] == report["accuracy_unguarded"]
+    assert report["in_sample"] is False
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    # nothing with a confidence is below these thresholds; a closed answer naming no option (this 10-step
+    # model's "liver" to a yes/no question) has none, and the guard abstains on it
+    unsure = [r["guard_confidence"] is None for r in rows]
+    assert report["questions"] == 8 and report["coverage"] == 1.0 - sum(unsure) / 8
+    assert all(
+        (r["guard"], r["guard_rule"]) == ("abstained", "low_confidence")
+        for r, u in zip(rows, unsure, strict=True)
+        if u
+    )
     assert report["shipped"]["out_of_scope"] >= 100 and report["shipped"]["refusal_rate"] >= 0.98
     assert json.loads((tmp_path / "metrics.json").read_text())["guard"]["thresholds"] == {
         "closed": 0.0,
         "open": -1000.0,
     }
-    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-    assert all(r["guard"] == "answered" and r["shown_text"].startswith("Answer: ") for r in rows)
+    sure = [r for r, u in zip(rows, unsure, strict=True) if not u]
+    assert sure and all(r["guard"] == "answered" and r["shown_text"].startswith("Answer: ") for r in sure)
 
 
 def test_evaluate_guard_needs_a_run_and_a_model(tiny_app_run, tmp_path):
@@ -117,6 +126,51 @@ def test_evaluate_guard_needs_a_run_and_a_model(tiny_app_run, tmp_path):
                            tmp_path)  # fmt: skip
     with pytest.raises(ValueError, match="predictions="):
         evaluate(cfg)
+
+
+@pytest.mark.parametrize(
+    ("extra", "refused"),
+    [
+        ([], r"guard=patient needs run="),
+        (["predictions"], r"predictions="),
+        (["adapter"], r"guard=patient with adapter=: .*drop adapter= or guard="),
+        (["model.hidden_size=64"], r"guard=patient with model=: "),
+    ],
+)
+def test_evaluate_guard_is_refused_before_any_model_loads(
+    tiny_app_run, tmp_path, monkeypatch, extra, refused
+):
+    """guard='s preconditions are checked up front: the model is never built, nothing is scored. The guard
+    scores the run's own model + adapter, so adapter= / another model= beside it is refused (the metrics
+    and the guard figures would be two models')."""
+    import medvqa.evaluate as ev
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was built or the split scored before guard='s checks")
+
+    monkeypatch.setattr(ev, "score_model", never)
+    monkeypatch.setattr(ev, "score_file", never)
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"id": "x", "prediction": "yes"}\n')
+    given = {"predictions": f"predictions={answers}", "adapter": f"adapter={tiny_app_run / 'adapter'}"}
+    overrides = ["guard=patient", "eval.text_metrics=[]", *(given.get(e, e) for e in extra)]
+    if extra:
+        overrides.append(f"run={tiny_app_run}")
+    with pytest.raises(ValueError, match=refused):
+        ev.evaluate(ev.compose_evaluate(overrides, tmp_path))
+
+
+def test_evaluate_guard_on_the_validation_split_warns_it_is_in_sample(tiny_app_run, tmp_path, caplog):
+    from medvqa.evaluate import compose_evaluate
+    from medvqa.guard.evaluation import check_guard
+
+    cfg = compose_evaluate([f"run={tiny_app_run}", "guard=patient", "split=val"], tmp_path)
+    with caplog.at_level("WARNING", logger="medvqa"):
+        check_guard(cfg)
+    assert "in-sample" in caplog.text
+    caplog.clear()
+    check_guard(compose_evaluate([f"run={tiny_app_run}", "guard=patient"], tmp_path))
+    assert "in-sample" not in caplog.text
 
 
 def test_predict_writes_the_guard_on_every_line(tiny_app_run, scan_png, tmp_path, capsys):
@@ -138,9 +192,12 @@ def test_predict_writes_the_guard_on_every_line(tiny_app_run, scan_png, tmp_path
     check_modes(cfg, overrides)
     rows = answer(cfg, tmp_path)
     assert [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()] == rows
-    assert [r["guard"] for r in rows] == ["answered", "referred", "answered"]
+    # the closed question: answered, unless this 10-step model's answer names neither yes nor no (no
+    # confidence, so the guard abstains on it, docs/predict.md)
+    first = "abstained" if rows[0]["guard_confidence"] is None else "answered"
+    assert [r["guard"] for r in rows] == [first, "referred", "answered"]
     assert rows[1]["answer"] is None and "doctor" in rows[1]["shown_text"]
-    assert rows[0]["answer"] and rows[0]["shown_text"] == f"Answer: {rows[0]['answer']}\n\n{DISCLAIMER}"
+    assert rows[2]["answer"] and rows[2]["shown_text"] == f"Answer: {rows[2]['answer']}\n\n{DISCLAIMER}"
 
 
 def test_predict_image_mode_prints_the_decision(tiny_app_run, scan_png, tmp_path, capsys):

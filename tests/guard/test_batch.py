@@ -50,3 +50,20 @@ def test_research_mode_answers_all_and_skipped_items_have_no_row(scope):
     rows = guarded_rows(Guard("research", scope, {"closed": 0.5, "open": -1.0}), ITEMS, answer_many)
     assert len(asked) == 3 and [r["id"] for r in rows] == ["1", "2"]
     assert rows[1]["guard"] == "referred" and rows[1]["answer"] == "yes" and rows[1]["shown_text"] == "yes"
+
+
+def test_a_repeated_id_after_a_skipped_image_keeps_each_row_its_own_answer(scope):
+    """Answers are paired to rows by position, never by id: with id "x" twice and the first image
+    unreadable, the second row gets its own answer and the first none (pairing by id gave the first row,
+    "Do I have cancer?", the second question's answer and judged it on the wrong question)."""
+    items = [
+        Item("gone.png", "Do I have cancer?", "x"),
+        Item("b.png", "Is there a lesion in this image?", "x"),
+    ]
+
+    def answer_many(todo):
+        return [FakeAnswer("yes", confidence=0.99, question=it.question, id=it.id) for it in todo
+                if it.image != "gone.png"]  # fmt: skip
+
+    rows = guarded_rows(Guard("research", scope, {"closed": 0.5, "open": -1.0}), items, answer_many)
+    assert [(r["question"], r["guard"]) for r in rows] == [("Is there a lesion in this image?", "answered")]

@@ -23,6 +23,10 @@ BAD = {  # line -> what the error names
     "escaping path": ({"image": "../outside.jpg", "question": "Is it?"}, r"image path escapes the inputs folder"),
     "absolute path outside": (None, r"image path escapes the inputs folder"),
     "not json": ('{"image": "good.jpg", ', r"not a JSON object"),
+    "image_row not a number": ({"image": "good.jpg", "question": "Is it?", "image_row": "abc"},
+                               r"image_row must be an integer\. Give the parquet row number, not 'abc'"),
+    # written with errors="surrogateescape": the byte 0xff, so the line is not UTF-8
+    "not utf-8": ('{"image": "good.jpg", "question": "Is it\udcff?"}', r"not UTF-8 text"),
 }  # fmt: skip
 
 
@@ -50,7 +54,8 @@ def line(name: str, folder: Path) -> str:
 def test_error_mode_names_the_line_and_the_fix(run_dir, folder, tmp_path, name):
     path = folder / "q.jsonl"
     path.write_text(
-        json.dumps({"image": "good.jpg", "question": "Is it?"}) + "\n" + line(name, folder) + "\n"
+        json.dumps({"image": "good.jpg", "question": "Is it?"}) + "\n" + line(name, folder) + "\n",
+        errors="surrogateescape",
     )
     with pytest.raises(DataError, match=rf"inputs={path} line 2: .*{BAD[name][1]}.*on_bad_sample=skip") as e:
         predict(tmp_path, f"run={run_dir}", f"inputs={path}")
@@ -62,7 +67,7 @@ def test_skip_mode_answers_the_rest_and_lists_what_it_skipped(run_dir, folder, t
     good = {"image": "good.jpg", "question": "Is there a lesion in this image?"}
     text = json.dumps(good | {"id": "first"}) + "\n" + "".join(line(n, folder) + "\n" for n in BAD)
     path = folder / "q.jsonl"
-    path.write_text(text + json.dumps(good | {"id": "last"}) + "\n")
+    path.write_text(text + json.dumps(good | {"id": "last"}) + "\n", errors="surrogateescape")
     rows = predict(tmp_path, f"run={run_dir}", f"inputs={path}", "data.on_bad_sample=skip")
     assert [r["id"] for r in rows] == ["first", "last"]
     skipped = [json.loads(x) for x in (tmp_path / "skipped.jsonl").read_text().splitlines()]
@@ -74,6 +79,14 @@ def test_skip_mode_answers_the_rest_and_lists_what_it_skipped(run_dir, folder, t
         assert re.search(pattern.split(r"\.")[0], reasons), name
     out = capsys.readouterr().out
     assert f"answered 2 of {2 + len(BAD)} inputs" in out and f"skipped {len(BAD)} bad inputs" in out
+
+
+def test_an_image_given_as_the_questions_file_is_one_error_line(run_dir, run_rows, tmp_path):
+    done = medvqa_predict(f"run={run_dir}", f"inputs={run_rows[0]['image']}", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    errors = [x for x in done.stderr.splitlines() if x.strip()]
+    assert errors[-1].startswith(f"Error: inputs={run_rows[0]['image']} is not a questions file")
+    assert f"image={run_rows[0]['image']} question=" in errors[-1]
 
 
 def test_a_folder_with_a_non_image_errors_naming_the_file_or_skips_it(run_dir, folder, tmp_path, capsys):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from medvqa.inference.polar import option_of
 from medvqa.predict import answer, check_modes
 from tests.conftest import ROOT
 from tests.inference.conftest import predict_cfg, write_jsonl
@@ -48,8 +49,21 @@ def test_one_image_prints_the_answer_with_its_confidence(run_dir, run_rows, tmp_
     assert done.returncode == 0, done.stderr
     (line,) = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert line["answer"] == row["prediction"] and line["kind"] == "closed"
-    assert f"{row['prediction']}  (closed question, confidence {line['confidence']:.3f})" in done.stdout
+    shown = "no confidence" if line["confidence"] is None else f"confidence {line['confidence']:.3f}"
+    assert f"{row['prediction']}  (closed question, {shown}" in done.stdout
     assert set(line) >= {"id", "image", "question", "answer", "kind", "confidence", "options", "mean_logprob"}
+
+
+def test_a_closed_answer_naming_no_option_prints_no_confidence():
+    from medvqa.predict import summary_line
+
+    row = {"answer": "liver", "kind": "closed", "confidence": None, "mean_logprob": -0.5}
+    assert (
+        summary_line(row) == "liver  (closed question, no confidence: the answer names none of its options)"
+    )
+    assert (
+        summary_line(row | {"answer": "yes", "confidence": 0.9}) == "yes  (closed question, confidence 0.900)"
+    )
 
 
 def test_a_questions_file_answers_every_test_item_as_the_run_evaluated_it(run_dir, run_rows, tmp_path):
@@ -65,7 +79,8 @@ def test_a_questions_file_answers_every_test_item_as_the_run_evaluated_it(run_di
     for got, truth in zip(rows, run_rows, strict=True):
         assert got["kind"] == truth["answer_type"]  # the synthetic closed questions are all polar
         if got["kind"] == "closed":
-            assert 0.0 <= got["confidence"] <= 1.0
+            named = option_of(got["answer"], list(got["options"]))  # none named: no confidence (null)
+            assert got["confidence"] == (got["options"][named] if named else None)
             assert sum(got["options"].values()) == pytest.approx(1.0, abs=1e-6)
         else:
             assert "confidence" not in got

@@ -13,7 +13,7 @@ from PIL import Image
 
 from medvqa.data.images import open_image
 from medvqa.data.sample import VQASample
-from medvqa.inference.polar import answer_options, option_of, polar_options
+from medvqa.inference.polar import answer_options, either_or_spelled, option_of, option_texts, polar_options
 
 
 def sequence_logps(model, enc, tokens: list[int]) -> torch.Tensor:
@@ -54,8 +54,9 @@ def test_confidence_is_the_softmax_of_the_options_sequence_logprobs_by_hand(pred
     assert got.kind == "closed"
     assert got.options == pytest.approx(by_hand, abs=1e-5)
     assert sum(got.options.values()) == pytest.approx(1.0, abs=1e-6)
-    assert 0.0 <= got.confidence <= 1.0
-    assert got.confidence == got.options.get(got.answer, 0.0)
+    # the confidence is the named option's probability; an answer naming neither option has none
+    named = option_of(got.answer, list(got.options))
+    assert got.confidence == (got.options[named] if named else None)
 
 
 def test_mean_logprob_is_the_mean_over_the_generated_tokens_and_the_end_token(predictor, run_rows):
@@ -96,6 +97,12 @@ def test_bytes_and_pil_images_answer_exactly_as_their_file(predictor, run_rows):
         ("Is this a CT or an MRI?", ["ct", "mri"]),
         ("Which side, left or right?", ["left", "right"]),
         ("Is there a lesion or not?", ["yes", "no"]),
+        ("Is the lesion on the left side or on the right side?", ["left", "right"]),
+        ("Is the mass in the left lung or right lung?", ["left", "right"]),
+        ("Is the lesion in the left kidney or the right kidney?", ["left", "right"]),
+        ("Is this in the axial or coronal plane?", ["axial", "coronal"]),
+        ("Is this a chest x-ray or an abdominal CT?", ["chest x-ray", "abdominal ct"]),
+        ("Is this an MRI or X-Ray?", ["mri", "x-ray"]),
         ("What organ is shown?", None),
         ("In which plane was this image taken?", None),
     ],
@@ -111,6 +118,56 @@ def test_the_option_an_answer_names():
     # an "A or B" question answered yes / no is scored among yes / no
     assert answer_options("Is there effusion or edema?", "yes") == ["yes", "no"]
     assert answer_options("Is there effusion or edema?", "edema") == ["effusion", "edema"]
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "texts"),
+    [
+        # the options the model is scored on are spelled as the question spells them, never "Ct" / "Mri"
+        ("Is this a CT or MRI?", "CT", {"ct": "CT", "mri": "MRI"}),
+        ("Is this an MRI or X-Ray?", "MRI", {"mri": "MRI", "x-ray": "X-Ray"}),
+        ("Is this an MRI or X-Ray?", "X-ray", {"mri": "MRI", "x-ray": "X-ray"}),  # the answer's own text
+        ("Is this a CT or MRI?", "ct", {"ct": "ct", "mri": "mri"}),  # a lower-case answer: lower-case options
+        ("Is the lesion on the left side or on the right side?", "left", {"left": "left", "right": "right"}),
+        ("Is the lesion on the left or right?", "Left", {"left": "Left", "right": "Right"}),
+        ("Is the mass in the left lung or right lung?", "Right lung", {"left": "Left lung", "right": "Right lung"}),
+        ("Is this a chest x-ray or an abdominal CT?", "abdominal CT", {"chest x-ray": "chest x-ray", "abdominal ct": "abdominal CT"}),
+        ("Is there a fracture?", "Yes", {"yes": "Yes", "no": "No"}),
+        ("Is there effusion or edema?", "no", {"yes": "yes", "no": "no"}),
+        ("What organ is shown?", "liver", None),
+    ],
+)  # fmt: skip
+def test_options_are_scored_as_the_question_spells_them(question, answer, texts):
+    assert option_texts(question, answer) == texts
+
+
+def test_the_side_question_names_left_so_its_confidence_is_not_zero():
+    from medvqa.inference.scoring import confidence
+
+    question = "Is the lesion on the left side or on the right side?"
+    assert either_or_spelled(question) == ["left", "right"]
+    assert confidence("left", {"left": 0.7, "right": 0.3}) == 0.7
+    # an answer naming no option has no confidence (None, not 0.0): the guard abstains on it
+    assert confidence("PET", {"ct": 0.6, "mri": 0.4}) is None
+
+
+def test_option_probabilities_scores_the_rows_option_texts_give(monkeypatch):
+    import medvqa.stages.dpo as dpo
+    from medvqa.inference.scoring import option_probabilities
+
+    seen = []
+    monkeypatch.setattr(dpo, "answer_logps", lambda model, inputs: torch.tensor([0.0, -1.0]))
+    monkeypatch.setattr("medvqa.inference.scoring.model_inputs", lambda batch: batch)
+
+    def collator(rows):
+        seen.extend(r["sample"].answer for r in rows)
+        return {}
+
+    sample = VQASample(id="x", image="i.png", question="Is this a CT or MRI?", answer="")
+    probs = option_probabilities(None, collator, [{"sample": sample, "image": None}],
+                                 ["<answer>CT</answer>"], ["CT"], "cpu")  # fmt: skip
+    assert seen == ["<answer>CT</answer>", "<answer>MRI</answer>"]
+    assert list(probs[0]) == ["ct", "mri"] and probs[0]["ct"] == pytest.approx(1 / (1 + torch.e**-1))
 
 
 @pytest.mark.parametrize("format_weight", [0.5, 0.0])
