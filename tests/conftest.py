@@ -42,3 +42,15 @@ def compose_cfg(overrides: list[str], output_dir: Path | None = None):
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory, data_dir) -> Path:
+    """One finished tiny run (tests/train_helpers.py `tiny_run`), trained once per session and shared by the
+    tests that only read a run folder (evaluate, predict, export): they must never write into it."""
+    from medvqa.run import compose_config, train
+    from tests.train_helpers import tiny_run
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    train(compose_config(tiny_run(data_dir), output_dir=out))
+    return out

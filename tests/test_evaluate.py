@@ -10,7 +10,7 @@ import pytest
 
 from medvqa.eval.evaluation import metrics_from_rows
 from medvqa.evaluate import compose_evaluate, evaluate
-from medvqa.run import ROOT_DIR, compose_config, train
+from medvqa.run import ROOT_DIR
 from tests.train_helpers import tiny_run
 
 QUICK = ["eval.text_metrics=[]", "callbacks.progress_bar=null"]
@@ -22,11 +22,9 @@ def tiny_data(data_dir) -> list[str]:
     return [o for o in tiny_run(data_dir) if o.startswith(("paths.", "data.", "stage.max_new_tokens"))]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, data_dir):
-    out = tmp_path_factory.mktemp("run")
-    train(compose_config(tiny_run(data_dir), output_dir=out))
-    return out
+@pytest.fixture
+def run(tiny_run_dir):
+    return tiny_run_dir
 
 
 def _evaluate(tmp_path, *overrides: str) -> dict:

@@ -8,16 +8,12 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from medvqa.run import compose_config, train
 from tests.conftest import CONF_ROOT
-from tests.train_helpers import tiny_run
 
 
 @pytest.fixture(scope="session")
-def run_dir(tmp_path_factory, data_dir) -> Path:
-    out = tmp_path_factory.mktemp("predict_run")
-    train(compose_config(tiny_run(data_dir), output_dir=out))
-    return out
+def run_dir(tiny_run_dir) -> Path:
+    return tiny_run_dir
 
 
 @pytest.fixture(scope="session")

@@ -40,10 +40,8 @@ def run_without_medvqa(script: Path, args: list[str], cwd: Path) -> subprocess.C
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, data_dir) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    train(compose_config(tiny_run(data_dir), output_dir=out))
-    return out
+def run_dir(tiny_run_dir) -> Path:
+    return tiny_run_dir
 
 
 @pytest.fixture(scope="module")
