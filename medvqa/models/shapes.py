@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     PaliGemmaConfig,
     PaliGemmaForConditionalGeneration,
@@ -38,7 +38,7 @@ from transformers import (
 )
 
 from medvqa.models.builders import VLM, _dtype
-from medvqa.models.tiny import CORPUS
+from medvqa.models.tiny import corpus_bpe
 
 # Qwen2-VL's added tokens in id order from 151643 (its tokenizer.json); Qwen2.5-VL adds the tool / FIM ones.
 QWEN_FIRST_SPECIAL = 151643
@@ -78,12 +78,7 @@ CLASSES = {
 def _tokenizer_json(family: str) -> str:
     """The family's tokenizer (module docstring) as JSON: deterministic, built once per process."""
     leading = GEMMA_SPECIALS if family == "paligemma" else []
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=leading, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
-    tok.train_from_iterator([line for line in CORPUS.splitlines() if line] * 4, trainer)
+    tok = corpus_bpe(leading, 600)
     vocab = dict(tok.get_vocab())
     merges = [tuple(m) for m in _merges(tok)]
     if family == "paligemma":

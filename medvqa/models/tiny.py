@@ -55,9 +55,9 @@ polyp ulcer instrument colonoscopy gastroscopy endoscopy pathology tissue cell
 """
 
 
-@lru_cache(maxsize=4)
-def _tokenizer_json(specials: tuple[str, ...], vocab_size: int) -> str:
-    """A byte-level BPE trained on CORPUS; deterministic, cached as JSON so every call gets a fresh copy."""
+def corpus_bpe(specials: tuple[str, ...] | list[str], vocab_size: int) -> Tokenizer:
+    """A byte-level BPE trained on CORPUS with `specials` first (deterministic): the tiny models' tokenizer,
+    and the base that medvqa/models/shapes.py pads to a real vocabulary's length."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -66,7 +66,13 @@ def _tokenizer_json(specials: tuple[str, ...], vocab_size: int) -> str:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )  # fmt: skip
     tok.train_from_iterator([line for line in CORPUS.splitlines() if line] * 4, trainer)
-    return tok.to_str()
+    return tok
+
+
+@lru_cache(maxsize=4)
+def _tokenizer_json(specials: tuple[str, ...], vocab_size: int) -> str:
+    """corpus_bpe cached as JSON, so every call gets a fresh copy."""
+    return corpus_bpe(specials, vocab_size).to_str()
 
 
 def make_tokenizer(family: str, vocab_size: int = 600) -> PreTrainedTokenizerFast:
