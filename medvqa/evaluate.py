@@ -108,7 +108,16 @@ def split_samples(cfg: DictConfig, datamodule) -> list:
     return samples
 
 
-def score_model(cfg: DictConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def read_data(cfg: DictConfig):
+    """The datamodule, set up (every record read and checked, before any model loads), with a non-empty
+    `split`; read once and handed to every step of the evaluation."""
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    split_samples(cfg, datamodule)
+    return datamodule
+
+
+def score_model(cfg: DictConfig, datamodule) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Generate and score the split with the model (+ adapter) through the stage's test loop."""
     from peft import PeftModel
 
@@ -116,9 +125,6 @@ def score_model(cfg: DictConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from medvqa.run import generation_record
 
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup()  # the data is read and checked before the model loads
-    split_samples(cfg, datamodule)
     adapter = adapter_dir(cfg)
     vlm = instantiate(cfg.model)
     model = vlm.model if adapter is None else PeftModel.from_pretrained(vlm.model, str(adapter))
@@ -146,14 +152,12 @@ def eval_trainer(cfg: DictConfig) -> L.Trainer:
                        enable_progress_bar=bool(bar))  # fmt: skip
 
 
-def score_file(cfg: DictConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def score_file(cfg: DictConfig, datamodule) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score an answer file (predictions=) against the split's questions; no model."""
     from medvqa.eval.answer_file import match_answers, read_answers
     from medvqa.eval.evaluation import evaluate_split, metrics_from_rows
 
     answers = read_answers(cfg.predictions)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup()
     rows, counts = match_answers(split_samples(cfg, datamodule), answers)
     if not counts["matched"]:
         raise ValueError(
@@ -165,13 +169,13 @@ def score_file(cfg: DictConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return record | {"predictions": {"file": str(cfg.predictions)} | counts}, rows
 
 
-def with_guard(cfg: DictConfig, record: dict[str, Any], rows: list[dict]) -> tuple[dict, list[dict]]:
+def with_guard(
+    cfg: DictConfig, datamodule, record: dict[str, Any], rows: list[dict]
+) -> tuple[dict, list[dict]]:
     """guard=patient|research: the record's `guard` (coverage, accuracy on the answered share vs unguarded,
     refusal rate on the shipped out-of-scope set; medvqa/guard/evaluation.py) and each row's decision."""
     from medvqa.guard.evaluation import evaluate_guard, guard_line
 
-    datamodule = instantiate(cfg.data)
-    datamodule.setup()
     report, decisions = evaluate_guard(cfg, datamodule, split_samples(cfg, datamodule))
     print(guard_line(report))
     rows = [r | decisions[r["id"]].fields() if r.get("id") in decisions else r for r in rows]
@@ -201,9 +205,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         from medvqa.guard.evaluation import check_guard
 
         check_guard(cfg)  # needs run=, no predictions=, the run's own model: refused before any scoring
-    record, rows = score_file(cfg) if cfg.get("predictions") else score_model(cfg)
+    datamodule = read_data(cfg)
+    record, rows = (score_file if cfg.get("predictions") else score_model)(cfg, datamodule)
     if guarded:
-        record, rows = with_guard(cfg, record, rows)
+        record, rows = with_guard(cfg, datamodule, record, rows)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = {"split": cfg.split, "run": cfg.get("run")} | record
