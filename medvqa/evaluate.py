@@ -55,13 +55,9 @@ def with_run(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     if not cfg.get("run"):
         OmegaConf.resolve(cfg)
         return cfg
-    path = Path(cfg.run) / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"run={cfg.run} has no config.yaml: point run= at a folder python -m medvqa.run wrote "
-            "(config.yaml, adapter/, metrics.json)"
-        )
-    run_cfg = OmegaConf.load(path)
+    from medvqa.models.runs import run_config
+
+    run_cfg = run_config(cfg.run)
     keys = [override_key(o) for o in overrides if not o.startswith("hydra.")]
     OmegaConf.resolve(cfg)
     for section, choosers in FROM_RUN.items():

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from medvqa.data.images import open_image
 from medvqa.guard.abstain import calibrate_kinds, score_of
@@ -15,10 +14,9 @@ from medvqa.guard.abstain import calibrate_kinds, score_of
 
 def run_questions(run_dir: str | Path):
     """(datamodule set up with the run's data config, split and seed; the training questions)."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"run={run_dir} has no config.yaml: point run= at a finished run's folder")
-    cfg = OmegaConf.load(path)
+    from medvqa.models.runs import run_config
+
+    cfg = run_config(run_dir)
     datamodule = instantiate(cfg.data)
     datamodule.setup()
     return datamodule, [s.question for s in datamodule.splits["train"]]

@@ -97,17 +97,9 @@ class Predictor:
     def from_run(cls, run_dir: str | Path, device: str = "cpu", quantize: str | None = None) -> Predictor:
         """The run's base model with its adapter, its prompt, preprocessing and evaluation decoding;
         `quantize` (int8 | int4, medvqa/models/quantize.py) merges the adapter and quantizes."""
-        from medvqa.models.runs import load_run
+        from medvqa.models.runs import load_run, run_config
 
-        run_dir = Path(run_dir)
-        if not (run_dir / "config.yaml").is_file():
-            raise FileNotFoundError(
-                f"run={run_dir} has no config.yaml: point run= at a finished run's folder"
-            )
-        if not (run_dir / "adapter" / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"run={run_dir} has no adapter/adapter_config.json: a peft=none run keeps its "
-                                    "weights only in checkpoints/; predict from a LoRA/DoRA run")  # fmt: skip
-        cfg = OmegaConf.load(run_dir / "config.yaml")
+        cfg = run_config(run_dir, adapter=True)
         if cfg.data.get("blank_images"):
             log.warning("run=%s was trained and evaluated on blank images (data.blank_images=true); predict "
                         "answers from the real images", run_dir)  # fmt: skip

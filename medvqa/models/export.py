@@ -21,13 +21,13 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from medvqa.io import atomic_write_json
 from medvqa.models import merge
 from medvqa.models.model_card import model_card
 from medvqa.models.quantize import check_form, load_quantized
-from medvqa.models.runs import load_run
+from medvqa.models.runs import load_run, run_config
 from medvqa.stages.base import VLMStage
 
 log = logging.getLogger(__name__)
@@ -92,12 +92,8 @@ def export_run(
     if quantize:
         check_form(quantize)
     prepare_out(out)
-    for needed in ("config.yaml", "adapter/adapter_config.json"):
-        if not (run_dir / needed).is_file():
-            raise FileNotFoundError(f"run={run_dir} has no {needed}: point run= at a finished run's folder "
-                                    "(a peft=none run has no adapter to merge)")  # fmt: skip
+    cfg = run_config(run_dir, adapter=True)
     vlm = load_run(run_dir)
-    cfg = OmegaConf.load(run_dir / "config.yaml")
     model = vlm.model.to(device)
     batches = check_batches(cfg, vlm.processor, check_items, device)
     stage = eval_stage(cfg, model, vlm.processor)
