@@ -39,6 +39,11 @@ NAMES_A_KEY = re.compile(r"(?<![\w.])(?:" + "|".join(CONFIG_KEYS) + r")(?:\.[\w\
 FULL_ERROR = "HYDRA_FULL_ERROR"
 
 
+def override_key(override: str) -> str:
+    """The config key a command-line override sets: `+data.root=/x` -> `data.root`, `~guard` -> `guard`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def user_error(error: BaseException) -> BaseException | None:
     """The user's mistake behind `error` (itself, or what Hydra's `instantiate` wrapped), else None."""
     from hydra.errors import InstantiationException

@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from medvqa.cli import quiet_lightning, user_errors
+from medvqa.cli import override_key, quiet_lightning, user_errors
 
 log = logging.getLogger("medvqa")
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -42,10 +42,6 @@ def compose_evaluate(overrides: list[str], output_dir: str | Path) -> DictConfig
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return with_run(cfg, overrides)
-
-
-def override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def with_run(cfg: DictConfig, overrides: list[str]) -> DictConfig:

@@ -18,7 +18,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from medvqa.cli import user_errors
+from medvqa.cli import override_key, user_errors
 from medvqa.io import atomic_write_jsonl
 
 log = logging.getLogger("medvqa")
@@ -29,7 +29,7 @@ RUN_DECIDES = ("model", "adapter", "stage", "data")
 def refused_with_run(overrides: list[str]) -> str | None:
     """The first command-line override that run= makes meaningless (see RUN_DECIDES), else None."""
     for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0]
+        key = override_key(override)
         if key == "data.on_bad_sample":
             continue
         if key.split(".", 1)[0] in RUN_DECIDES:
