@@ -98,8 +98,8 @@ def test_predictions_file_scores_like_the_run_and_counts_unmatched_and_missing(r
     record = _evaluate(tmp_path / "all", f"run={run}", f"predictions={answers}")
     own = json.loads((run / "metrics.json").read_text())["test"]
     assert {k: v for k, v in own.items() if k != "test/loss"} == record["test"]
-    assert record["predictions"] | {"file": None} == {"file": None, "lines": 8, "matched": 8, "unmatched": 0,
-                                                      "missing": 0}  # fmt: skip
+    assert record["predictions"] | {"file": None} == {"file": None, "format": "llava_med", "lines": 8, "matched": 8,
+                                                      "unmatched": 0, "missing": 0}  # fmt: skip
     # one answer dropped, one id the split does not have
     partial = [*lines[1:], {"id": "elsewhere-1", "prediction": "yes"}]
     answers.write_text("".join(json.dumps(line) + "\n" for line in partial))

@@ -23,4 +23,4 @@ def test_a_non_utf8_line_after_good_ones_is_named_by_its_number(tmp_path):
     with pytest.raises(ValueError, match=r"line 3 is not UTF-8 text"):
         read_answers(path)
     path.write_bytes(b'{"id": "a", "prediction": "yes"}\n{"id": "b", "prediction": "caf\xc3\xa9"}\n')
-    assert read_answers(path)["b"]["prediction"] == "café"
+    assert read_answers(path)[1][1]["prediction"] == "café"
