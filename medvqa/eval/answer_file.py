@@ -61,7 +61,9 @@ def _json_list(path: Path) -> tuple[str, list[dict[str, Any]]]:
     try:
         items = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"predictions={path} is not a JSON list ({e}); give MedEvalKit's results.json") from None
+        raise ValueError(
+            f"predictions={path} is not a JSON list ({e}); give MedEvalKit's results.json"
+        ) from None
     if items and isinstance(items[0], dict) and "response" not in items[0] and "prediction" in items[0]:
         return "vlmevalkit", harness_files.vlmevalkit_entries(items, path)  # PRED_FORMAT=json
     return "medevalkit", harness_files.medevalkit_entries(items, path)

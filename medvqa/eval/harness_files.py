@@ -60,7 +60,9 @@ def lmms_eval_entry(raw: dict, where: str) -> dict:
     doc = raw.get("doc") if isinstance(raw.get("doc"), dict) else {}
     key = doc.get("id", doc.get("qid", doc.get("question_id")))
     if key is None:  # 0.7.3 drops "doc"; a task's metric record may carry the id (slake_accuracy.id)
-        key = next((v["id"] for v in raw.values() if isinstance(v, dict) and v.get("id") not in (None, "")), None)
+        key = next(
+            (v["id"] for v in raw.values() if isinstance(v, dict) and v.get("id") not in (None, "")), None
+        )
     return entry(where, text, key, doc.get("question"), raw.get("target", doc.get("answer")), tail_id=True)
 
 
@@ -69,7 +71,9 @@ def medevalkit_entries(items: list, path: Path) -> list[dict]:
     for i, item in enumerate(items):
         where = f"predictions={path} item {i}"
         if not isinstance(item, dict) or "response" not in item:
-            raise ValueError(f"{where} is not a MedEvalKit result (an object with a 'response'); give its results.json")
+            raise ValueError(
+                f"{where} is not a MedEvalKit result (an object with a 'response'); give its results.json"
+            )
         out.append(entry(where, item["response"], item.get("id"), item.get("question"), item.get("answer")))
     return out
 
@@ -124,7 +128,9 @@ def write_medevalkit(rows: Iterable[Mapping[str, Any]], path: Path) -> Path:
 
 
 def _table_rows(rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
-    return [[i, r["id"], r["question"], r["answer"], r["answer_type"], response(r)] for i, r in enumerate(rows)]
+    return [
+        [i, r["id"], r["question"], r["answer"], r["answer_type"], response(r)] for i, r in enumerate(rows)
+    ]
 
 
 def write_vlmevalkit(rows: Iterable[Mapping[str, Any]], path: Path) -> Path:

@@ -84,4 +84,3 @@ def read_answer_file(path: str | Path) -> list[dict[str, Any]]:
                 '{"question_id": ..., "text": ...}'
             ) from None
     return rows
-

@@ -22,7 +22,13 @@ PROTOCOL = "lmms_eval"  # every compared side under one protocol (report compare
 
 def _responses(samples) -> list[str]:
     """A mix of right, wrong, hedged and padded answers, a pure function of position."""
-    styles = (lambda a: a, lambda a: f"{a}.", lambda a: "Unknown", lambda a: f"I think {a}", lambda a: f" {a.upper()} ")
+    styles = (
+        lambda a: a,
+        lambda a: f"{a}.",
+        lambda a: "Unknown",
+        lambda a: f"I think {a}",
+        lambda a: f" {a.upper()} ",
+    )
     return [styles[i % len(styles)](s.answer) for i, s in enumerate(samples)]
 
 
@@ -38,21 +44,26 @@ def files(tmp_path_factory):
     paths = {"medvqa": tmp / "ours.jsonl", "lmms_eval": tmp / "20260101_120000_samples_slake_en.jsonl",
              "medevalkit": tmp / "results.json", "vlmevalkit_xlsx": tmp / "model_SLAKE.xlsx",
              "vlmevalkit_tsv": tmp / "model_SLAKE.tsv"}  # fmt: skip
-    paths["medvqa"].write_text("".join(json.dumps({"id": s.id, "prediction": t}) + "\n" for s, t in zip(samples, texts)))
+    paths["medvqa"].write_text(
+        "".join(json.dumps({"id": s.id, "prediction": t}) + "\n" for s, t in zip(samples, texts, strict=True))
+    )
     # lmms-eval 0.7.3 save_results_samples: no "doc"; the SLAKE task's metric records carry the qid
     paths["lmms_eval"].write_text("".join(json.dumps(
         {"doc_id": i, "target": s.answer, "filtered_resps": t, "token_counts": [None], "doc_hash": "h",
          "input": f"{s.question}\nAnswer the question using a single word or phrase.",
          **{m: {"id": qid[i], "prediction": t, "target": s.answer, "is_correct": False}
             for m in ("slake_accuracy", "slake_closed_accuracy")}}) + "\n"
-        for i, (s, t) in enumerate(zip(samples, texts))))  # fmt: skip
+        for i, (s, t) in enumerate(zip(samples, texts, strict=True))))  # fmt: skip
     # MedEvalKit SLAKE results.json: its rows (no question id) with "response" and "correct"
     paths["medevalkit"].write_text(json.dumps([{"lang": "en", "answer_type": s.answer_type.upper(), "answer": s.answer,
                                                 "question": s.question, "prompt": "p", "response": t, "correct": False}
-                                               for s, t in zip(samples, texts)], indent=4))  # fmt: skip
+                                               for s, t in zip(samples, texts, strict=True)], indent=4))  # fmt: skip
     # VLMEvalKit: the dataset TSV's columns (its own integer index) without image, plus prediction
     table = [["index", "question", "answer", "category", "prediction"]]
-    table += [[100 + i, s.question, s.answer, s.question_type, t] for i, (s, t) in enumerate(zip(samples, texts))]
+    table += [
+        [100 + i, s.question, s.answer, s.question_type, t]
+        for i, (s, t) in enumerate(zip(samples, texts, strict=True))
+    ]
     book = Workbook()
     for values in table:
         book.active.append(values)
@@ -84,7 +95,8 @@ def test_every_harness_file_gives_the_same_metrics(files, scored):
         assert record["test"] == ours["test"], name
         rows = read_jsonl(out / "predictions.jsonl")
         assert [(r["id"], r["prediction"], r["scores"]) for r in rows] == [
-            (r["id"], r["prediction"], r["scores"]) for r in read_jsonl(scored["medvqa"][0] / "predictions.jsonl")
+            (r["id"], r["prediction"], r["scores"])
+            for r in read_jsonl(scored["medvqa"][0] / "predictions.jsonl")
         ], name
 
 

@@ -53,7 +53,9 @@ def test_evaluate_equals_their_run_eval_table(scored):
     assert "test/closed_exact" not in record["test"] and "test/hedged" not in record["test"]
 
 
-@pytest.mark.parametrize(("protocol", "key"), [("llava_med", "run_eval"), ("llava_med_batch", "run_eval_batch")])
+@pytest.mark.parametrize(
+    ("protocol", "key"), [("llava_med", "run_eval"), ("llava_med_batch", "run_eval_batch")]
+)
 def test_every_question_scores_as_their_code_scores_it(scored, protocol, key):
     _, rows = scored[protocol]
     assert [r["id"] for r in rows] == [f"q{i}" for i in range(len(PAIRS))]
@@ -73,7 +75,10 @@ def test_hand_worked_facts_of_their_code():
     # their contraction map adds apostrophes and never expands them
     assert llava_med.normalize_word("isnt") == "isn't" and llava_med.normalize_word("isn't") == "isn't"
     # a mark beside a space anywhere is deleted everywhere; otherwise it becomes a space
-    assert llava_med.normalize_word("x-ray") == "x ray" and llava_med.normalize_word("x-ray - left") == "xray left"
+    assert (
+        llava_med.normalize_word("x-ray") == "x ray"
+        and llava_med.normalize_word("x-ray - left") == "xray left"
+    )
     assert llava_med.normalize_word("3,000 cells") == "3000 cells" and llava_med.normalize_word("two") == "2"
     gate = llava_med.row_scores
     assert gate("Unknown", "no", "closed", ())["closed_acc"] == 1.0  # "no" inside "unknown"

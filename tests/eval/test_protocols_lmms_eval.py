@@ -45,18 +45,28 @@ def theirs():
 
 def test_the_fixture_has_at_least_100_pairs_of_each_kind_of_case():
     assert len(PAIRS) >= 100
-    assert {p["answer_type"] for p in PAIRS} == {"OPEN", "CLOSED"} and {p["q_lang"] for p in PAIRS} == {"en", "zh"}
+    assert {p["answer_type"] for p in PAIRS} == {"OPEN", "CLOSED"} and {p["q_lang"] for p in PAIRS} == {
+        "en",
+        "zh",
+    }
 
 
 def test_every_pair_scores_as_their_process_results(theirs):
     mismatches, right = [], 0
     for i, p in enumerate(PAIRS):
-        doc = {"qid": i, "question": "q", "answer": p["answer"], "answer_type": p["answer_type"], "q_lang": p["q_lang"]}
+        doc = {
+            "qid": i,
+            "question": "q",
+            "answer": p["answer"],
+            "answer_type": p["answer_type"],
+            "q_lang": p["q_lang"],
+        }
         record = theirs.slake_process_results(doc, [p["prediction"]])["slake_accuracy"]
         kind = p["answer_type"].lower()
         ours = lmms_eval.row_scores(p["prediction"], p["answer"], kind)
         if (record["prediction_normalized"], record["target_normalized"]) != (
-            lmms_eval.normalize_answer(p["prediction"]), lmms_eval.normalize_answer(p["answer"])
+            lmms_eval.normalize_answer(p["prediction"]),
+            lmms_eval.normalize_answer(p["answer"]),
         ) or ours != {"accuracy": float(record["is_correct"]), f"{kind}_acc": float(record["is_correct"])}:
             mismatches.append((p, record, ours))
         right += record["is_correct"]
@@ -67,7 +77,10 @@ def test_every_pair_scores_as_their_process_results(theirs):
 def test_their_aggregates_are_the_means_of_our_rows(theirs):
     docs = [{"qid": i, "answer": p["answer"], "answer_type": p["answer_type"], "q_lang": p["q_lang"]}
             for i, p in enumerate(PAIRS)]  # fmt: skip
-    records = [theirs.slake_process_results(d, [p["prediction"]])["slake_accuracy"] for d, p in zip(docs, PAIRS)]
+    records = [
+        theirs.slake_process_results(d, [p["prediction"]])["slake_accuracy"]
+        for d, p in zip(docs, PAIRS, strict=True)
+    ]
     rows = lmms_eval.score_rows([{"prediction": p["prediction"], "answer": p["answer"],
                                   "answer_type": p["answer_type"].lower()} for p in PAIRS])  # fmt: skip
 
@@ -83,5 +96,8 @@ def test_their_aggregates_are_the_means_of_our_rows(theirs):
 def test_hand_worked_cases():
     assert lmms_eval.normalize_answer("Liver (enlarged).") == "liver"
     assert lmms_eval.normalize_answer("X-Ray") == lmms_eval.normalize_answer("x ray") == "xray"
-    assert lmms_eval.normalize_answer("x-ray image") == "x ray image" and lmms_eval.normalize_answer("Yeah!") == "yes"
+    assert (
+        lmms_eval.normalize_answer("x-ray image") == "x ray image"
+        and lmms_eval.normalize_answer("Yeah!") == "yes"
+    )
     assert lmms_eval.normalize_answer(None) == "" and lmms_eval.normalize_answer("不是") == "no"

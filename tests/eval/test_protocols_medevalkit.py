@@ -47,7 +47,9 @@ def test_open_scores_on_word_sets_and_their_bleu():
     s = row_scores("A mass in the left lung", "mass in left lung", "open", "vqa_rad")
     assert (s["exact_match"], s["accuracy"]) == (0.0, 0.0)
     assert (s["open_precision"], s["open_recall"], s["token_f1"]) == pytest.approx((4 / 6, 1.0, 0.8))
-    assert s["sentence_bleu_1"] == pytest.approx(4 / 6) and s["sentence_bleu_2"] == pytest.approx((4 / 6 * 2 / 5) ** 0.5)
+    assert s["sentence_bleu_1"] == pytest.approx(4 / 6) and s["sentence_bleu_2"] == pytest.approx(
+        (4 / 6 * 2 / 5) ** 0.5
+    )
     # repeats do not count (sets): "lung lung lung" vs "lung heart" has recall 1/2
     assert row_scores("lung lung lung", "lung heart", "open", "vqa_rad")["open_recall"] == 0.5
     # parse_response leaves the space after "answer:", so exact match fails while the word sets agree
@@ -60,7 +62,9 @@ def test_slake_decides_closed_by_answer_type_and_its_capitalised_yes_is_exact_ma
     # SLAKE truths are "Yes"/"No": not in ["yes", "no"], so judge_close_end_vqa (equality) decides
     assert row_scores("Yes", "Yes", "closed", "slake")["closed_acc"] == 1.0
     assert row_scores("Yes, it does.", "Yes", "closed", "slake")["closed_acc"] == 0.0
-    assert row_scores("Yes, it does.", "yes", "closed", "slake")["closed_acc"] == 1.0  # lowercase: yes/no rule
+    assert (
+        row_scores("Yes, it does.", "yes", "closed", "slake")["closed_acc"] == 1.0
+    )  # lowercase: yes/no rule
     assert row_scores("Left Lung.", "Left Lung", "closed", "slake")["closed_acc"] == 1.0  # periods dropped
     assert row_scores("Left Lung", "Left Lung", "open", "slake")["exact_match"] == 1.0
     assert "closed_acc" not in row_scores("no", "no", "open", "slake")  # OPEN type: open rules
@@ -70,4 +74,3 @@ def test_extraction_helpers():
     assert medevalkit.boxed("a \\boxed{x {y}} b") == "x {y}" and medevalkit.boxed("none here") == "None"
     assert medevalkit.tagged("<answer>a</answer> and <answer>b</answer>") == "a b"
     assert medevalkit.tagged("<answer></answer>rest") == "<answer></answer>rest"
-

@@ -30,17 +30,18 @@ from collections.abc import Sequence
 
 FOLLOWS = "microsoft/LLaVA-Med@b9a98a7 llava/eval/run_eval.py"
 FOLLOWS_BATCH = "microsoft/LLaVA-Med@b9a98a7 llava/eval/run_eval_batch.py"
-_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
+_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")  # fmt: skip
 _DIGIT_COMMA_DIGIT = re.compile(r"(\d)(,)(\d)")
 # theirs is "(?!<=\d)(\.)(?!\d)": the first group is a lookahead that a "." never fails, so only the
 # "not before a digit" part acts
 _PERIOD = re.compile(r"\.(?!\d)")
 _PERIODS_PER_PASS = 32  # re.UNICODE, given as sub's count
-_NUMBERS = dict(zip("none zero one two three four five six seven eight nine ten".split(),
-                    "0 0 1 2 3 4 5 6 7 8 9 10".split(), strict=True))  # fmt: skip
+_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+            "seven": "7", "eight": "8", "nine": "9", "ten": "10"}  # fmt: skip
 _ARTICLES = ("a", "an", "the")
 # glossary.py's contraction map as (typed form -> their spelling). Only lowercase keys can match (words are
 # lowercased first), so their capitalised keys (Im, Ive, Id've) and identities (let's, she's) are left out.
+# Written as one text of key=value words: 120 pairs read better so than as a literal.
 _CONTRACTIONS = dict(
     pair.split("=")
     for pair in """aint=ain't arent=aren't cant=can't couldve=could've couldnt=couldn't couldn'tve=couldn't've
@@ -62,7 +63,7 @@ _CONTRACTIONS = dict(
     whove=who've whyll=why'll whyre=why're whys=why's wont=won't wouldve=would've wouldnt=wouldn't
     wouldnt've=wouldn't've wouldn'tve=wouldn't've yall=y'all yall'll=y'all'll y'allll=y'all'll
     yall'd've=y'all'd've y'alld've=y'all'd've y'all'dve=y'all'd've youd=you'd youd've=you'd've
-    you'dve=you'd've youll=you'll youre=you're youve=you've""".split()
+    you'dve=you'd've youll=you'll youre=you're youve=you've""".split()  # noqa: SIM905
 )
 
 

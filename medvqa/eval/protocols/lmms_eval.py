@@ -17,8 +17,8 @@ import string
 from collections.abc import Sequence
 
 FOLLOWS = "lmms-eval==0.7.3 lmms_eval/tasks/slake/utils.py slake_process_results"
-_YES = {"yes", "yeah", "yep", "true", "是", "是的", "有", "包含", "可以", "能", "会", "正常"}
-_NO = {"no", "nope", "false", "否", "不是", "没有", "无", "不包含", "不能", "不会", "不可以", "不正常", "异常"}
+_YES = {"yes", "yeah", "yep", "true", "是", "是的", "有", "包含", "可以", "能", "会", "正常"}  # fmt: skip
+_NO = {"no", "nope", "false", "否", "不是", "没有", "无", "不包含", "不能", "不会", "不可以", "不正常", "异常"}  # fmt: skip
 _ZH_PUNCTUATION = "！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～、，。；：《》？【】（）"
 _TO_SPACE = str.maketrans({c: " " for c in string.punctuation + _ZH_PUNCTUATION})
 _PARENS = (re.compile(r"\([^)]*\)"), re.compile(r"（[^）]*）"))
