@@ -192,10 +192,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from medvqa.eval.evaluation import check_text_metrics
     from medvqa.eval.harness_files import write_all
     from medvqa.eval.llava_med import write_answer_file
+    from medvqa.eval.protocols import scorer as protocol_scorer
     from medvqa.eval.report import print_evaluation
     from medvqa.io import atomic_write_json, atomic_write_jsonl
 
     check_text_metrics(list(cfg.eval.get("text_metrics") or []))  # no Java: refused before any model loads
+    protocol_scorer(cfg.eval.get("protocol", "medvqa"))  # an unknown eval.protocol: refused before anything
     guarded = cfg.get("guard") is not None and cfg.guard.mode != "off"
     if guarded:
         from medvqa.guard.evaluation import check_guard

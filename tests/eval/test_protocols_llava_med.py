@@ -5,6 +5,8 @@ tests/eval/fixtures/llava_med_pairs.json (their values come from their own code;
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -12,6 +14,7 @@ from medvqa.eval.evaluation import apply_protocol, metrics_from_rows
 from medvqa.eval.metrics import score_item
 from medvqa.eval.protocols import llava_med
 from medvqa.evaluate import compose_evaluate, evaluate
+from medvqa.run import ROOT_DIR
 from tests.eval.protocol_data import QUICK, fixture, jsonl_dataset, read_jsonl
 
 REF = fixture("llava_med_pairs.json")
@@ -31,12 +34,18 @@ def scored(tmp_path_factory):
     answers.write_text("".join(json.dumps({"question_id": f"q{i}", "prompt": p["question"], "text": p["text"],
                                            "answer_id": "x", "model_id": "m", "metadata": {}}) + "\n"
                                for i, p in enumerate(PAIRS)))  # fmt: skip
-    out = {}
-    for protocol in ("llava_med", "llava_med_batch"):
-        cfg = compose_evaluate([*QUICK, "data=jsonl", f"data.root={root}", f"predictions={answers}",
-                                f"eval.protocol={protocol}"], tmp / protocol)  # fmt: skip
-        out[protocol] = evaluate(cfg), read_jsonl(tmp / protocol / "predictions.jsonl")
-    return out
+    args = [*QUICK, "data=jsonl", f"data.root={root}", f"predictions={answers}"]
+    # llava_med through the command itself, llava_med_batch through its main's body (faster)
+    done = subprocess.run([sys.executable, "-m", "medvqa.evaluate", *args, "eval.protocol=llava_med",
+                           f"hydra.run.dir={tmp / 'llava_med'}"], cwd=ROOT_DIR, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = {"llava_med": json.loads((tmp / "llava_med" / "metrics.json").read_text())}
+    out["llava_med_batch"] = evaluate(
+        compose_evaluate([*args, "eval.protocol=llava_med_batch"], tmp / "batch")
+    )
+    return {k: (v, read_jsonl(tmp / ("batch" if k.endswith("batch") else k) / "predictions.jsonl"))
+            for k, v in out.items()}  # fmt: skip
 
 
 def test_at_least_60_pairs_both_kinds():
@@ -84,6 +93,13 @@ def test_hand_worked_facts_of_their_code():
     assert gate("Unknown", "no", "closed", ())["closed_acc"] == 1.0  # "no" inside "unknown"
     assert gate("left", "left", "closed", ())["closed_acc"] == 0.0  # no yes/no: wrong under the gate
     assert gate("left", "left", "closed", (), gate=False)["closed_acc"] == 1.0
+
+
+def test_an_unknown_protocol_is_refused_before_any_data_is_read(tmp_path):
+    cfg = compose_evaluate([*QUICK, "eval.protocol=vqa", "data=jsonl", f"data.root={tmp_path / 'none'}",
+                            f"predictions={tmp_path / 'none.jsonl'}"], tmp_path)  # fmt: skip
+    with pytest.raises(ValueError, match=r"^eval.protocol=vqa: choose one of"):
+        evaluate(cfg)
 
 
 def test_medvqa_changes_nothing_and_an_unknown_protocol_is_named():
