@@ -83,7 +83,7 @@ def match_answers(
         row = {"id": sample.id} | row
         if answer is None:
             row["missing"] = True
-        row["scores"] = score_item(row["prediction"], row["answer"], row["answer_type"])
+        row["scores"] = score_item(row["prediction"], row["answer"], row["answer_type"], row["question"])
         rows.append(row)
     matched = sum(1 for key in answers if key in ids)
     counts = {"lines": len(answers), "matched": matched, "unmatched": len(answers) - matched,
