@@ -203,7 +203,11 @@ class VLMStage(L.LightningModule):
                 row = prediction_row(meta, i)
                 row |= {"completion": completion} if completion != pred else {}
                 self.predictions.append(
-                    row | {"prediction": pred, "scores": score_item(pred, row["answer"], row["answer_type"], row["question"])}
+                    row
+                    | {
+                        "prediction": pred,
+                        "scores": score_item(pred, row["answer"], row["answer_type"], row["question"]),
+                    }
                 )
 
     def answer_from(self, completion: str) -> str:
