@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from medvqa.answers import normalize
 from medvqa.data.collate import VQACollator, empty_batch
 from medvqa.data.errors import BadSamples, DataError, resolve_inside
 from medvqa.data.sample import VQASample, infer_answer_type
-from medvqa.eval.metrics import normalize
 
 log = logging.getLogger(__name__)
 SOURCES = ("file", "mined", "on_policy")

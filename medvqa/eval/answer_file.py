@@ -150,7 +150,7 @@ def match_answers(
             row["completion"] = answer["completion"]
         if answer is None:
             row["missing"] = True
-        row["scores"] = score_item(row["prediction"], row["answer"], row["answer_type"])
+        row["scores"] = score_item(row["prediction"], row["answer"], row["answer_type"], row["question"])
         rows.append(row)
     counts = {"lines": len(entries), "matched": len(found), "unmatched": len(entries) - len(found),
               "missing": len(samples) - len(found)}  # fmt: skip
