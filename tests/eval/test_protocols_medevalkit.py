@@ -74,3 +74,31 @@ def test_extraction_helpers():
     assert medevalkit.boxed("a \\boxed{x {y}} b") == "x {y}" and medevalkit.boxed("none here") == "None"
     assert medevalkit.tagged("<answer>a</answer> and <answer>b</answer>") == "a b"
     assert medevalkit.tagged("<answer></answer>rest") == "<answer></answer>rest"
+
+
+def test_through_evaluate_slake_rows_get_slakes_rules(tmp_path):
+    """A MedEvalKit SLAKE results.json through `evaluate predictions=`: each row is scored by the rule of
+    its source (SLAKE: by answer type, its capitalised Yes/No by equality)."""
+    import json
+
+    from medvqa.data.fixtures import write
+    from medvqa.evaluate import compose_evaluate, evaluate, read_data
+    from tests.eval.protocol_data import QUICK, read_jsonl
+
+    data = [*QUICK, "data=slake", f"data.root={write('slake', tmp_path / 'slake')}"]
+    samples = read_data(compose_evaluate(data, tmp_path / "setup")).splits["test"]
+    texts = [
+        f"{s.answer}, it does." if s.answer_type == "closed" else f"\\boxed{{{s.answer}}}" for s in samples
+    ]
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"lang": "en", "answer_type": s.answer_type.upper(), "answer": s.answer,
+                                    "question": s.question, "response": t} for s, t in zip(samples, texts, strict=True)]))  # fmt: skip
+    record = evaluate(
+        compose_evaluate([*data, f"predictions={results}", "eval.protocol=medevalkit"], tmp_path / "o")
+    )
+    rows = read_jsonl(tmp_path / "o" / "predictions.jsonl")
+    assert [r["scores"] for r in rows] == [
+        row_scores(t, s.answer, s.answer_type, "slake") for s, t in zip(samples, texts, strict=True)
+    ]
+    # closed "Yes, it does." is wrong against SLAKE's "Yes" (equality); boxed open answers are exact
+    assert record["test"]["test/closed_acc"] == 0.0 and record["test"]["test/exact_match"] == 1.0
