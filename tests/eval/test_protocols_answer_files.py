@@ -132,3 +132,31 @@ def test_report_compare_pairs_them_with_a_medvqa_run(files, scored, tmp_path):
     accuracy = result["metrics"]["accuracy"]
     assert accuracy["n"] == len(samples)
     assert all(d["low"] == d["high"] == 0.0 for d in accuracy["diff"][1:])  # the same answers: no difference
+
+
+def test_their_readers_read_ours(files, scored):
+    """lmms-eval's own --baseline loader (installed lmms-eval) reads our log_samples file, and pandas, the
+    reader VLMEvalKit's `load` uses, reads our xlsx and TSV with their columns."""
+    import pandas as pd
+
+    try:
+        from lmms_eval.baselines.loader import load_baseline
+    except ImportError as e:
+        pytest.fail(
+            f"lmms-eval is not installed ({e}); pip install --no-deps 'lmms-eval==0.7.3' (make install)"
+        )
+    _, _, samples, _ = files
+    out = scored["medvqa"][0]
+    rows = read_jsonl(out / "predictions.jsonl")
+    by_doc, _ = load_baseline(str(out / WRITTEN["lmms_eval"]), "slake_en")
+    assert by_doc == {
+        i: float(r["prediction"].strip().upper() == r["answer"].strip().upper()) for i, r in enumerate(rows)
+    }
+    for name in ("vlmevalkit_xlsx", "vlmevalkit_tsv"):
+        path = out / WRITTEN[name]
+        table = pd.read_excel(path) if name.endswith("xlsx") else pd.read_csv(path, sep="\t")
+        assert list(table.columns) == ["index", "id", "question", "answer", "answer_type", "prediction"]
+        assert list(table["index"]) == list(range(len(samples))) and list(table["id"]) == [
+            s.id for s in samples
+        ]
+        assert [str(p) for p in table["prediction"]] == [r["prediction"] for r in rows]
