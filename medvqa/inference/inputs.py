@@ -28,7 +28,8 @@ from medvqa.data.pixels import is_dicom_file
 from medvqa.inference.predictor import Item
 from medvqa.io import is_binary, text_lines
 
-# what a folder of inputs holds as images by name (the app takes the same); other names are judged by content
+# what a folder of inputs holds as images by name (the app's upload types, and GIF / WebP); other names are
+# judged by content
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 # never an image, whatever PIL might guess from the first bytes
 NOT_IMAGES = (".jsonl", ".json", ".txt", ".csv", ".md", ".yaml", ".yml", ".py", ".pdf", ".html")
