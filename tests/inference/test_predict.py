@@ -182,3 +182,19 @@ def test_a_question_is_taken_as_typed_commas_and_quotes_included(run_dir, run_ro
     assert done.returncode == 0, done.stderr[-2000:]
     (line,) = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert line["question"] == question
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Is it big, or small?", "It's the patient's left, isn't it?", 'Is the "mass" 2=3 cm [1,2] {a: b}?',
+     "a back\\slash, a \\' and a trailing one\\", "What does ${x} mean?", "null", "  spaced  "],
+)  # fmt: skip
+def test_raw_values_give_hydra_the_text_exactly_as_typed(question, tmp_path):
+    from medvqa.cli import raw_values
+
+    argv = raw_values(
+        ["medvqa/predict.py", f"question={question}", f"image={tmp_path}/a, b.png", "batch_size=2"]
+    )
+    cfg = predict_cfg(*argv[1:])
+    assert cfg.question == question and cfg.image == f"{tmp_path}/a, b.png" and cfg.batch_size == 2
+    assert raw_values(["question='already quoted, for Hydra'"]) == ["question='already quoted, for Hydra'"]
