@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e ".[dev,sweep,slurm]"
+	$(BIN)/pip install -q -e ".[dev,sweep,slurm,dicom-gpl]"
 	$(BIN)/pip install -q --no-deps "lmms-eval==0.7.3"  # its SLAKE scorer, for the lmms_eval protocol test (pyproject [dev])
 	touch $@
 
