@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from pathlib import Path
 from typing import Literal
 
 OnBad = Literal["error", "skip"]
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -22,6 +24,13 @@ class BadSamples:
             raise ValueError(f"data.on_bad_sample={mode!r}; use 'error' or 'skip'")
         self.mode = mode
         self.skipped: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}  # reason -> where it first occurred, for summaries
+
+    def known(self, where: str, reason: str, release: str) -> None:
+        """A row `release` is known to ship broken: skipped and counted in either mode (the user cannot fix
+        it), under the key 'known release quirk: <reason>', and named in one log line."""
+        log.warning("%s: %s, a known quirk of %s: skipped and counted", where, reason, release)
+        self._count(where, f"known release quirk: {reason}")
 
     def report(self, where: str, reason: str, fix: str = "") -> None:
         """Raise (mode=error) or count (mode=skip). `reason` is short and stable: it is the count's key."""
@@ -30,7 +39,11 @@ class BadSamples:
             raise DataError(
                 f"{where}: {reason}.{hint} (Or set data.on_bad_sample=skip to skip and count such rows.)"
             )
+        self._count(where, reason)
+
+    def _count(self, where: str, reason: str) -> None:
         self.skipped[reason] += 1
+        self.examples.setdefault(reason, where)
 
     @property
     def total(self) -> int:
