@@ -58,11 +58,12 @@ def _parts(value: Any) -> set[str]:
     return {text} | {p.strip() for p in text.replace("/", ",").split(",") if p.strip()}
 
 
-def spread(samples: Sequence[VQASample], n: int, seed: int = 0) -> list[VQASample]:
+def spread(samples: Sequence[VQASample], n: int | None, seed: int = 0) -> list[VQASample]:
     """`n` of `samples` drawn over as many patients (groups), and within a patient as many images, as `n`
     allows: patients in a seeded order, one question from each in turn, each patient cycling through its
-    images. Returned in their original order; all of them when `n >= len(samples)` (`data.limit`)."""
-    if n >= len(samples):
+    images. Returned in their original order; all of them when `n` is None or `n >= len(samples)`
+    (`data.limit={train: null}` caps nothing)."""
+    if n is None or n >= len(samples):
         return list(samples)
     rng = random.Random(seed)
     patients: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))

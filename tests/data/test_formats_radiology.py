@@ -74,7 +74,9 @@ def test_vqa_rad_parquet_keeps_pointers_and_decodes_one_row(release):
 
 
 def test_vqa_rad_missing_files_name_the_fix(tmp_path):
-    with pytest.raises(DataError, match="no 'VQA_RAD Dataset Public.json', no trainset.json and no \\*.parquet.*OSF"):
+    with pytest.raises(
+        DataError, match="no 'VQA_RAD Dataset Public.json', no trainset.json and no \\*.parquet.*OSF"
+    ):
         vqa_rad.read(tmp_path)
 
 

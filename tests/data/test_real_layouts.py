@@ -81,7 +81,9 @@ def test_vqa_rad_image_attributes_use_the_vocabulary_and_keep_the_raw_answer(rel
     got = {s.image: (s.modality, s.extra["modality_raw"], s.plane, s.extra["plane_raw"]) for s in samples}
     assert got == {
         f"images/synpic{30000 + i}.jpg": (m_name, m_raw, p_name, p_raw)
-        for i, ((m_raw, m_name), (p_raw, p_name)) in enumerate(zip(GITHUB_MODALITIES, GITHUB_PLANES))
+        for i, ((m_raw, m_name), (p_raw, p_name)) in enumerate(
+            zip(GITHUB_MODALITIES, GITHUB_PLANES, strict=True)
+        )
     }
     assert {s.modality for s in samples} == {"MRI", "", "X-ray", "CT", "ultrasound"}
 
@@ -146,14 +148,18 @@ def test_slake_abn_filter_keeps_the_abnormality_questions(release):
     for split, rows in dm.splits.items():
         assert rows and {s.extra["content_type"] for s in rows} == {"Abnormality"}, split
     everything = slake.read(root)
-    assert sum(map(len, dm.splits.values())) == sum(s.extra["content_type"] == "Abnormality" for s in everything)
+    assert sum(map(len, dm.splits.values())) == sum(
+        s.extra["content_type"] == "Abnormality" for s in everything
+    )
 
 
 @pytest.mark.parametrize("mode", ["error", "skip"])
 def test_every_image_missing_says_so(release_copy, mode):
     root = release_copy("slake")
     shutil.rmtree(root / "imgs")
-    with pytest.raises(DataError, match=r"36 of 36 rows skipped: image file not found, e\.g\. imgs/xmlab0/source\.jpg"):
+    with pytest.raises(
+        DataError, match=r"36 of 36 rows skipped: image file not found, e\.g\. imgs/xmlab0/source\.jpg"
+    ):
         MedVQADataModule(partial(slake.read), str(root), on_bad_sample=mode).setup()
 
 
@@ -206,8 +212,12 @@ def test_filters_apply_to_the_named_splits_and_log_what_each_kept(release, caplo
 
 
 def test_filters_that_keep_no_training_question_say_so(release):
-    with pytest.raises(DataError, match=r"data.filters=\{'organ': 'knee'\} kept no training question \(train 0 of"):
-        MedVQADataModule(partial(vqa_rad.read), str(release("vqa_rad_github")), filters={"organ": "knee"}).setup()
+    with pytest.raises(
+        DataError, match=r"data.filters=\{'organ': 'knee'\} kept no training question \(train 0 of"
+    ):
+        MedVQADataModule(
+            partial(vqa_rad.read), str(release("vqa_rad_github")), filters={"organ": "knee"}
+        ).setup()
 
 
 def test_limit_draws_rows_over_patients_seeded(release):
