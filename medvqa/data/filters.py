@@ -61,8 +61,8 @@ def _parts(value: Any) -> set[str]:
 def spread(samples: Sequence[VQASample], n: int | None, seed: int = 0) -> list[VQASample]:
     """`n` of `samples` drawn over as many patients (groups), and within a patient as many images, as `n`
     allows: patients in a seeded order, one question from each in turn, each patient cycling through its
-    images. Returned in their original order; all of them when `n` is None or `n >= len(samples)`
-    (`data.limit={train: null}` caps nothing)."""
+    images, each image's questions drawn in a seeded order. Returned in their original order; all of them
+    when `n` is None or `n >= len(samples)` (`data.limit={train: null}` caps nothing)."""
     if n is None or n >= len(samples):
         return list(samples)
     rng = random.Random(seed)
@@ -72,6 +72,8 @@ def spread(samples: Sequence[VQASample], n: int | None, seed: int = 0) -> list[V
     queues = []
     for group in sorted(patients):
         images = [rows for _, rows in sorted(patients[group].items())]
+        for rows in images:  # an image's questions in a seeded order too: the release lists them by type
+            rng.shuffle(rows)
         rng.shuffle(images)
         queues.append(deque(_interleave(images)))
     rng.shuffle(queues)
