@@ -24,13 +24,12 @@ class BadSamples:
             raise ValueError(f"data.on_bad_sample={mode!r}; use 'error' or 'skip'")
         self.mode = mode
         self.skipped: Counter[str] = Counter()
-        self.examples: dict[str, str] = {}  # reason -> where it first occurred, for summaries
 
     def known(self, where: str, reason: str, release: str) -> None:
         """A row `release` is known to ship broken: skipped and counted in either mode (the user cannot fix
         it), under the key 'known release quirk: <reason>', and named in one log line."""
         log.warning("%s: %s, a known quirk of %s: skipped and counted", where, reason, release)
-        self._count(where, f"known release quirk: {reason}")
+        self.skipped[f"known release quirk: {reason}"] += 1
 
     def report(self, where: str, reason: str, fix: str = "") -> None:
         """Raise (mode=error) or count (mode=skip). `reason` is short and stable: it is the count's key."""
@@ -39,11 +38,7 @@ class BadSamples:
             raise DataError(
                 f"{where}: {reason}.{hint} (Or set data.on_bad_sample=skip to skip and count such rows.)"
             )
-        self._count(where, reason)
-
-    def _count(self, where: str, reason: str) -> None:
         self.skipped[reason] += 1
-        self.examples.setdefault(reason, where)
 
     @property
     def total(self) -> int:
