@@ -15,9 +15,9 @@ Questions per image (`questions`, any subset, in this order):
   findings     "Describe the findings of this case."     <- Case_topic Case.Findings        open
 A question whose field is missing or empty is not asked. The case diagnosis (and the case/topic titles,
 which often name it) is never read from Case_topic.json. Captions do name it (145 of 2,050 quote the
-diagnosis verbatim: "...cysts in this Horseshoe kidney."), so `sample.caption` is set on the caption
-question's record only, where the caption is the answer: a `prompt_template` using `{caption}` gives the
-other questions an empty caption, never the diagnosis.
+case title or diagnosis verbatim: "...cysts in this Horseshoe kidney."), so `sample.caption` is set on the
+caption question's record only, where the caption is the answer: a `prompt_template` using `{caption}`
+gives the other questions an empty caption, never the diagnosis.
 
 Split: the official case split `splitted_dataset/data_{train,dev,test}.jsonl` when present, otherwise
 none here and the splitter carves val/test grouped by `U_id` (the patient/case), seeded.
