@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medvqa.data.collate import VQACollator
 from medvqa.data.errors import BadSamples, DataError, OnBad, resolve_inside
-from medvqa.data.filters import select
+from medvqa.data.filters import select, spread
 from medvqa.data.images import open_image
 from medvqa.data.pixels import DicomFrame, check_frame
 from medvqa.data.sample import VQASample
@@ -75,6 +76,7 @@ class MedVQADataModule(L.LightningDataModule):
         seed: int = 0,
         on_bad_sample: OnBad = "error",
         filters: dict | list[dict] | None = None,  # a list: samples matching any of them
+        filter_splits: tuple[str, ...] | list[str] = ("train", "val"),  # the splits data.filters apply to
         max_image_side: int = 1024,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
@@ -121,22 +123,43 @@ class MedVQADataModule(L.LightningDataModule):
         for (a, b), groups in shared_groups(splits).items():
             log.warning("the release's %s and %s splits share %d patients/images (as shipped); "
                         "set data.split_by=group to re-split without overlap", a, b, len(groups))  # fmt: skip
-        splits["train"], splits["val"] = (
-            select(splits["train"], hp.filters),
-            select(splits["val"], hp.filters),
-        )
+        self._filter(splits)
         for name, n in (hp.limit or {}).items():
-            splits[name] = splits[name][:n]
+            splits[name] = spread(splits[name], n, hp.seed)  # over patients, not the release's first rows
         self.splits = splits
-        if not splits["train"]:
-            raise DataError(f"data.root={self.root}: no training samples left after filters {hp.filters}")
         log.info("data %s: %s", self.root, {k: len(v) for k, v in splits.items()})
         if self.bad.total:
             log.warning("skipped %d bad samples while reading: %s", self.bad.total, dict(self.bad.skipped))
 
+    def _filter(self, splits: dict[str, list[VQASample]]) -> None:
+        """data.filters on the splits named by data.filter_splits (train and val by default: a pipeline's
+        stages then test on the same whole test split), with one line saying what each split kept."""
+        hp = self.hparams
+        unknown = sorted(set(hp.filter_splits) - set(splits))
+        if unknown:
+            raise DataError(f"data.filter_splits: unknown split(s) {unknown}; choose from {sorted(splits)}")
+        kept = []
+        for name in splits if hp.filters else ():
+            before = len(splits[name])
+            if name not in hp.filter_splits:
+                kept.append(f"{name} {before} (not filtered)")
+                continue
+            splits[name] = select(splits[name], hp.filters)
+            kept.append(f"{name} {len(splits[name])} of {before}")
+        if kept:
+            log.info("data.filters=%s on %s kept: %s", hp.filters, list(hp.filter_splits), ", ".join(kept))
+        if splits["train"]:
+            return
+        if kept and "train" in hp.filter_splits:
+            raise DataError(f"data.root={self.root}: data.filters={hp.filters} kept no training question "
+                            f"({kept[0]}); widen the filters")  # fmt: skip
+        raise DataError(f"data.root={self.root}: the release has no training questions; check data.root")
+
     def _checked(self, samples: list[VQASample]) -> list[VQASample]:
-        """Empty questions/answers, paths escaping data.root and missing files: error or skip-and-count."""
-        good = []
+        """Empty questions/answers, paths escaping data.root and missing files: error or skip-and-count.
+        When no row has its image, one error says so (how many, why, an example) in either mode: data.root
+        then points at the wrong folder, which is no row's fault."""
+        good, failed = [], []
         checked: dict[str, str | tuple[str, str]] = {}  # one check per file, however many rows share it
         for s in samples:
             where = s.origin or s.id
@@ -150,10 +173,22 @@ class MedVQADataModule(L.LightningDataModule):
                 checked[s.image] = self._check_path(s.image)
             result = checked[s.image]
             if isinstance(result, tuple):
-                self.bad.report(where, *result)
+                failed.append((where, s.image, *result))
                 continue
             s.image = result  # the same str object for every row of one file
             good.append(s)
+        if failed and not good:
+            reasons = Counter(reason for _, _, reason, _ in failed)
+            why = (
+                next(iter(reasons))
+                if len(reasons) == 1
+                else ", ".join(f"{n} {r}" for r, n in reasons.items())
+            )
+            raise DataError(f"data.root={self.root}: {len(failed)} of {len(samples)} rows skipped: {why}, e.g. "
+                            f"{failed[0][1]}; point data.root at the folder the release's image paths start "
+                            "from")  # fmt: skip
+        for where, _, reason, fix in failed:
+            self.bad.report(where, reason, fix)
         return good
 
     def _check_path(self, image: str) -> str | tuple[str, str]:
@@ -247,7 +282,9 @@ class MedVQADataModule(L.LightningDataModule):
         if not self.bad.total:
             return ""
         reasons = ", ".join(f"{n} {reason}" for reason, n in self.bad.skipped.most_common())
-        return f"skipped {self.bad.total} bad samples (data.on_bad_sample=skip): {reasons}"
+        # under on_bad_sample=error only the release's known quirks are ever skipped
+        mode = " (data.on_bad_sample=skip)" if self.bad.mode == "skip" else ""
+        return f"skipped {self.bad.total} bad samples{mode}: {reasons}"
 
     def train_dataloader(self) -> DataLoader:
         if self.pairs is not None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from pathlib import Path
 from typing import Literal
 
 OnBad = Literal["error", "skip"]
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -22,6 +24,12 @@ class BadSamples:
             raise ValueError(f"data.on_bad_sample={mode!r}; use 'error' or 'skip'")
         self.mode = mode
         self.skipped: Counter[str] = Counter()
+
+    def known(self, where: str, reason: str, release: str) -> None:
+        """A row `release` is known to ship broken: skipped and counted in either mode (the user cannot fix
+        it), under the key 'known release quirk: <reason>', and named in one log line."""
+        log.warning("%s: %s, a known quirk of %s: skipped and counted", where, reason, release)
+        self.skipped[f"known release quirk: {reason}"] += 1
 
     def report(self, where: str, reason: str, fix: str = "") -> None:
         """Raise (mode=error) or count (mode=skip). `reason` is short and stable: it is the count's key."""

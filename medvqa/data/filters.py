@@ -1,7 +1,10 @@
-"""Selecting samples by their fields (from config: `data.filters`, and per curriculum stage)."""
+"""Selecting samples by their fields (from config: `data.filters`, and per curriculum stage), and drawing
+`data.limit` rows spread over patients."""
 
 from __future__ import annotations
 
+import random
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -53,3 +56,39 @@ def _norm(value: Any) -> str:
 def _parts(value: Any) -> set[str]:
     text = _norm(value)
     return {text} | {p.strip() for p in text.replace("/", ",").split(",") if p.strip()}
+
+
+def spread(samples: Sequence[VQASample], n: int | None, seed: int = 0) -> list[VQASample]:
+    """`n` of `samples` drawn over as many patients (groups), and within a patient as many images, as `n`
+    allows: patients in a seeded order, one question from each in turn, each patient cycling through its
+    images, each image's questions drawn in a seeded order. Returned in their original order; all of them
+    when `n` is None or `n >= len(samples)` (`data.limit={train: null}` caps nothing)."""
+    if n is None or n >= len(samples):
+        return list(samples)
+    rng = random.Random(seed)
+    patients: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, s in enumerate(samples):
+        patients[s.group][s.image_key].append(i)
+    queues = []
+    for group in sorted(patients):
+        images = [rows for _, rows in sorted(patients[group].items())]
+        for rows in images:  # an image's questions in a seeded order too: the release lists them by type
+            rng.shuffle(rows)
+        rng.shuffle(images)
+        queues.append(deque(_interleave(images)))
+    rng.shuffle(queues)
+    chosen: list[int] = []
+    while len(chosen) < n:
+        for queue in queues:
+            if queue and len(chosen) < n:
+                chosen.append(queue.popleft())
+        queues = [q for q in queues if q]
+    return [samples[i] for i in sorted(chosen)]
+
+
+def _interleave(lists: list[list[int]]) -> list[int]:
+    """[[a1, a2], [b1]] -> [a1, b1, a2]: one from each list in turn."""
+    out, depth = [], max(map(len, lists))
+    for k in range(depth):
+        out += [rows[k] for rows in lists if k < len(rows)]
+    return out

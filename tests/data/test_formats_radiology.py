@@ -47,9 +47,10 @@ def test_vqa_rad_osf_reads_both_record_shapes(release, reduced):
 
 def test_vqa_rad_propagates_modality_answers_to_the_image(release):
     samples = vqa_rad.read(release("vqa_rad"))
-    by_image = {s.image: s.modality for s in samples}
-    assert by_image["VQA_RAD Image Folder/synpic10000.jpg"] == "ct"
-    assert by_image["VQA_RAD Image Folder/synpic10001.jpg"] == "mri"
+    by_image = {s.image: (s.modality, s.extra["modality_raw"]) for s in samples}
+    assert by_image["VQA_RAD Image Folder/synpic10000.jpg"] == ("CT", "ct")  # the vocabulary's name, raw kept
+    assert by_image["VQA_RAD Image Folder/synpic10001.jpg"] == ("MRI", "mri")
+    assert by_image["VQA_RAD Image Folder/synpic10002.jpg"] == ("X-ray", "x-ray")
 
 
 def test_vqa_rad_parquet_keeps_pointers_and_decodes_one_row(release):
@@ -73,7 +74,9 @@ def test_vqa_rad_parquet_keeps_pointers_and_decodes_one_row(release):
 
 
 def test_vqa_rad_missing_files_name_the_fix(tmp_path):
-    with pytest.raises(DataError, match="no 'VQA_RAD Dataset Public.json' and no \\*.parquet.*OSF"):
+    with pytest.raises(
+        DataError, match="no 'VQA_RAD Dataset Public.json', no trainset.json and no \\*.parquet.*OSF"
+    ):
         vqa_rad.read(tmp_path)
 
 
@@ -92,7 +95,8 @@ def test_slake_keeps_english_rows_of_all_three_files(release, val_name):
         for s in samples
         if s.question.startswith("Does the picture") and s.image.endswith("xmlab1/source.jpg")
     )
-    assert (lung.answer, lung.answer_type, lung.modality, lung.organ) == ("Yes", "closed", "X-Ray", "lung")
+    assert (lung.answer, lung.answer_type, lung.modality, lung.organ) == ("Yes", "closed", "X-ray", "lung")
+    assert lung.extra["modality_raw"] == "X-Ray"  # as the release spells it
     assert {s.question_type for s in samples} == {"MODALITY", "ORGAN", "COUNT", "POS"}
     assert all((root / s.image).is_file() for s in samples)
 
@@ -107,8 +111,9 @@ def test_slake_other_language_and_missing_train(release, tmp_path):
 def test_medpix_makes_questions_from_fields_and_skips_missing_ones(release):
     samples = medpix.read(release("medpix"))
     kinds = Counter(s.extra["kind"] for s in samples)
-    # 16 images; Plane missing on 2, Location Category missing on 2 (one case), Caption missing on 1
-    assert kinds == {"modality": 16, "modality_yn": 16, "plane": 14, "location": 14, "caption": 15}
+    # 16 images; Plane missing on 2 and not a plane on 5, Location Category missing on 2 (one case),
+    # Caption missing on 1
+    assert kinds == {"modality": 16, "modality_yn": 16, "plane": 9, "location": 14, "caption": 15}
     ct = next(
         s for s in samples if s.image == "images/MPX1001_synpic20010.png" and s.extra["kind"] == "modality"
     )
@@ -135,14 +140,19 @@ def test_medpix_yes_no_questions_are_true_and_balanced(release):
     assert set(Counter(s.answer for s in yn)) == {"yes", "no"}
 
 
-def test_medpix_case_diagnosis_never_reaches_a_record(release):
-    """Not in the question, answer, caption or any extra field, even with the case findings asked for."""
+def test_medpix_case_diagnosis_reaches_only_the_caption_questions_that_quote_it(release):
+    """Case_topic.json's diagnosis and titles are never read (even with the case findings asked for); the
+    two captions that quote the diagnosis are the answers of their caption questions and on no other record."""
     samples = medpix.read(release("medpix"), questions=list(medpix.QUESTIONS))
     assert (
         sum(s.extra["kind"] == "findings" for s in samples) == 8
     )  # cases with a Findings field: 4 x 2 images
-    dumped = json.dumps([s.to_dict() for s in samples])
-    assert MEDPIX_DIAGNOSIS.lower() not in dumped.lower()
+    leaking = [s for s in samples if MEDPIX_DIAGNOSIS.lower() in json.dumps(s.to_dict()).lower()]
+    assert [(s.image, s.extra["kind"]) for s in leaking] == [
+        ("images/MPX1001_synpic20010.png", "caption"),
+        ("images/MPX1007_synpic20070.png", "caption"),
+    ]
+    assert all(s.caption == "" for s in samples if s.extra["kind"] != "caption")
 
 
 def test_medpix_official_case_split_or_none(release):
@@ -171,5 +181,5 @@ def test_medpix_bad_row_is_named_or_counted(release_copy):
     with pytest.raises(DataError, match=r"Descriptions.json row 0: missing key\(s\) image"):
         medpix.read(root)
     bad = BadSamples("skip")
-    assert len(medpix.read(root, bad)) == 75 - 5  # that image's five questions
+    assert len(medpix.read(root, bad)) == 70 - 5  # that image's five questions
     assert bad.skipped == {"missing key(s) image": 1}

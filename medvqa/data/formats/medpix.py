@@ -6,12 +6,18 @@ Questions per image (`questions`, any subset, in this order):
   modality     "Which imaging modality was used?"        <- Type (CT / MR -> MRI)          open
   modality_yn  "Is this a CT image?" / "... an MRI ...?"  <- Type, the asked modality drawn  closed
                with a seeded coin per image, so yes and no are balanced
-  plane        "In which plane was this image taken?"    <- Description.Plane               open
+  plane        "In which plane was this image taken?"    <- Description.Plane, mapped onto  open
+               vocab.plane (Transverse -> axial); values that are not a plane (NOS - Not specified,
+               Other View (see caption), Photograph, Gross Pathology, Drawing, Multiple or Montage,
+               3D Reconstruction) ask no plane question
   location     "Which body region is shown?"             <- Location Category               open
   caption      "Describe the findings in this image."    <- Description.Caption             open
   findings     "Describe the findings of this case."     <- Case_topic Case.Findings        open
 A question whose field is missing or empty is not asked. The case diagnosis (and the case/topic titles,
-which often name it) is never read into any record, so no prompt template can leak it.
+which often name it) is never read from Case_topic.json. Captions do name it (145 of 2,050 quote the
+case title or diagnosis verbatim: "...cysts in this Horseshoe kidney."), so `sample.caption` is set on the
+caption question's record only, where the caption is the answer: a `prompt_template` using `{caption}`
+gives the other questions an empty caption, never the diagnosis.
 
 Split: the official case split `splitted_dataset/data_{train,dev,test}.jsonl` when present, otherwise
 none here and the splitter carves val/test grouped by `U_id` (the patient/case), seeded.
@@ -25,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa.data.errors import BadSamples, DataError
+from medvqa.data.formats import vocab
 from medvqa.data.formats.common import accepts_parent, has_keys, load_json_list, text
 from medvqa.data.sample import VQASample
 
@@ -78,7 +85,8 @@ def _fields(row: dict, findings: str) -> dict[str, Any]:
         "image": text(row["image"]),
         "modality": MODALITIES.get(text(row["Type"]).upper(), text(row["Type"])),
         "modality_detail": _value(desc.get("Modality")),
-        "plane": _value(desc.get("Plane")),
+        "plane": vocab.plane(_value(desc.get("Plane"))),  # '' for values that are not a plane
+        "plane_raw": _value(desc.get("Plane")),
         "location": _value(row.get("Location")),
         "region": _value(row.get("Location Category")),
         "caption": _value(desc.get("Caption")),
@@ -103,7 +111,7 @@ def _questions(f: dict[str, Any], wanted, seed: int) -> list[tuple[str, str, str
             answer = "yes" if asked == f["modality"] else "no"
             out.append((kind, f"Is this {article} {asked} image?", answer, "closed"))
         elif kind == "plane" and f["plane"]:
-            out.append((kind, "In which plane was this image taken?", f["plane"].lower(), "open"))
+            out.append((kind, "In which plane was this image taken?", f["plane"], "open"))
         elif kind == "location" and f["region"]:
             out.append((kind, "Which body region is shown in this image?", f["region"], "open"))
         elif kind == "caption" and f["caption"]:
@@ -133,14 +141,19 @@ def _sample(
         answer_type=answer_type,
         question_type=QUESTION_TYPES[kind],
         modality=f["modality"],
-        plane=f["plane"].lower(),
+        plane=f["plane"],
         organ=f["region"].lower(),
-        caption=f["caption"],
+        caption=f["caption"] if kind == "caption" else "",  # captions quote the diagnosis: see above
         patient_id=f["case"],
         split=split,
         source="medpix",
         origin=where,
-        extra={"location": f["location"], "modality_detail": f["modality_detail"], "kind": kind},
+        extra={
+            "location": f["location"],
+            "modality_detail": f["modality_detail"],
+            "plane_raw": f["plane_raw"],
+            "kind": kind,
+        },
     )
 
 
