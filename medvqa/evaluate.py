@@ -207,7 +207,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     atomic_write_json(out / "metrics.json", record)
     atomic_write_jsonl(out / "predictions.jsonl", rows)
-    atomic_write_json(out / "breakdown.json", breakdown(rows, ci=True, seed=cfg.eval.get("seed", 0)))
+    # breakdown intervals resample the eval.ci_unit clusters, as <split>_ci does
+    seed, unit = cfg.eval.get("seed", 0), cfg.eval.get("ci_unit", "patient")
+    atomic_write_json(out / "breakdown.json", breakdown(rows, ci=True, seed=seed, unit=unit))
     write_answer_file(rows, out / "answers.jsonl", model_id(cfg))
     print_evaluation(record, cfg.split, out)
     return record

@@ -24,9 +24,10 @@ CACHE_SIZE = 65536  # rendered prompts / tokenized answers kept per collator; bo
 ANSWER_FILL = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": 1}
 # sample fields carried to the stage in batch["meta"] (scoring, predictions, RL rewards)
 # per-row fields a batch carries beside the tensors: for scoring, rewards, and the prediction rows that
-# evaluation breakdowns and report galleries read (`image` with `image_row` / `image_member` finds the picture)
+# evaluation breakdowns and report galleries read (`image` with `image_row` / `image_member` finds the picture;
+# `patient_id` / `image_id` are the clusters every interval resamples, medvqa/eval/stats.py row_clusters)
 META_FIELDS = ("id", "question", "answer", "answer_type", "question_type", "modality", "plane", "organ",
-               "caption", "source", "image", "image_row", "image_member")  # fmt: skip
+               "caption", "source", "image", "image_row", "image_member", "image_id", "patient_id")  # fmt: skip
 
 
 class VQACollator:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from medvqa.eval.metrics import VQAScores
-from medvqa.eval.stats import bootstrap_ci
+from medvqa.eval.stats import bootstrap_ci, row_clusters
 
 log = logging.getLogger("medvqa")
 SCORER = "medvqa-vqa-v1"
@@ -80,13 +80,19 @@ def apply_protocol(rows: list[dict[str, Any]], metrics: dict[str, float], split:
     metrics[f"{split}/closed_acc"] = metrics_from_rows(rows, split)[f"{split}/closed_acc"]
 
 
-def intervals(rows: Sequence[Mapping[str, Any]], n_boot: int, seed: int) -> dict[str, dict[str, Any]]:
-    """{metric: bootstrap 95% interval} for every per-item score the rows carry (medvqa/eval/stats.py)."""
+def intervals(
+    rows: Sequence[Mapping[str, Any]], n_boot: int, seed: int, unit: str = "patient"
+) -> dict[str, dict[str, Any]]:
+    """{metric: cluster bootstrap 95% interval} for every per-item score the rows carry, resampling the
+    rows' patients (else images; `unit`: eval.ci_unit) with the resampled unit and its count beside each
+    interval (`unit`, `n_clusters`; medvqa/eval/stats.py)."""
     keys = sorted({k for r in rows for k in r["scores"]})
     out = {}
     for key in keys:
-        values = [float(r["scores"][key]) for r in rows if key in r["scores"]]
-        out[key] = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+        scored = [r for r in rows if key in r["scores"]]
+        clusters, used = row_clusters(scored, unit)
+        values = [float(r["scores"][key]) for r in scored]
+        out[key] = bootstrap_ci(values, n_boot=n_boot, seed=seed, clusters=clusters, unit=used)
     return out
 
 
@@ -159,7 +165,9 @@ def evaluate_split(
     text_scorers = add_text_metrics(rows, metrics, split, eval_cfg)
     record: dict[str, Any] = {split: metrics, "scorer": scorer_record(protocol, text_scorers)}
     if rows:
-        record[f"{split}_ci"] = intervals(rows, eval_cfg.get("n_boot", 2000), eval_cfg.get("seed", 0))
+        record[f"{split}_ci"] = intervals(
+            rows, eval_cfg.get("n_boot", 2000), eval_cfg.get("seed", 0), eval_cfg.get("ci_unit", "patient")
+        )
     if eval_cfg.get("visual_reliance"):
         record["visual_reliance"] = visual_reliance(score, datamodule, split, rows, eval_cfg, hooks)
     return record, rows
