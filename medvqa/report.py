@@ -3,9 +3,11 @@
 - `sweep <multirun dir>`: one table of every job of a sweep. Writes <dir>/sweep.md, <dir>/sweep.csv,
   <dir>/sweep_<param>.png (the --best-by metric against each swept parameter; needs matplotlib, the `sweep`
   extra) and <dir>/report.html comparing the finished jobs; prints the markdown.
-- `compare RUN_A RUN_B ... [--out report.html] [--names a,b]`: on the questions the runs share, each metric
-  with a bootstrap 95% interval, the paired difference against RUN_A (paired bootstrap) and exact McNemar
-  tests on closed questions; prints the tables, writes the HTML report plus report.md and report.json.
+- `compare RUN_A RUN_B ... [--out report.html] [--names a,b] [--ci-unit patient]`: on the questions the runs
+  share, each metric with a cluster bootstrap 95% interval, the paired difference against RUN_A (paired
+  cluster bootstrap, cluster permutation p with Holm's correction) and exact McNemar tests on closed
+  questions; refuses runs scored by different protocols; prints the tables, writes the HTML report plus
+  report.md and report.json.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from medvqa.cli import user_errors
-from medvqa.eval.stats import N_BOOT
+from medvqa.eval.stats import CI_UNITS, N_BOOT
 from medvqa.eval.sweep import gather, to_csv, to_markdown
 from medvqa.eval.sweep_plot import plot_sweep
 from medvqa.io import atomic_write_text
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples")
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed (same seed, same intervals)")
     c.add_argument("--gallery", type=int, default=48, help="test items shown in the gallery")
+    c.add_argument("--ci-unit", choices=list(CI_UNITS), default="patient",
+                   help="what intervals and tests resample (as eval.ci_unit): patient (else image) | image | question")  # fmt: skip
     args = parser.parse_args(argv)
     with user_errors():
         if args.command == "sweep":
@@ -88,7 +92,13 @@ def main(argv: list[str] | None = None) -> None:
 def compare(args: argparse.Namespace) -> None:
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     result = write_report(
-        args.runs, args.out, names, n_boot=args.n_boot, seed=args.seed, gallery=args.gallery
+        args.runs,
+        args.out,
+        names,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        gallery=args.gallery,
+        unit=args.ci_unit,
     )
     console = Console()
     for table in rich_tables(result):

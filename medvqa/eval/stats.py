@@ -52,7 +52,8 @@ def image_key(row: Mapping[str, Any], index: int = 0) -> str:
 def row_clusters(rows: Sequence[Mapping[str, Any]], unit: str) -> tuple[list[str] | None, str]:
     """(one cluster id per row, the unit actually used) for `eval.ci_unit=unit`: `patient` takes the row's
     `patient_id` and falls back to its image where the release names no patient (the unit is then
-    reported as `image` when no row has one); `image` the picture; `question` None (no clustering)."""
+    reported as `image` when no row has one); `image` the picture; `question` None (no clustering, also
+    when the rows name neither patient nor image)."""
     if unit not in CI_UNITS:
         raise ValueError(f"eval.ci_unit={unit}: choose one of {list(CI_UNITS)}")
     if unit == "question":
@@ -63,6 +64,8 @@ def row_clusters(rows: Sequence[Mapping[str, Any]], unit: str) -> tuple[list[str
             for i, r in enumerate(rows)
         ]
         return ids, unit
+    if not any(r.get("image") or r.get("image_id") for r in rows):  # rows that name no picture at all
+        return None, "question"
     return [image_key(r, i) for i, r in enumerate(rows)], "image"
 
 
