@@ -206,19 +206,22 @@ def _write_outputs(
 
 
 def objective(metrics: dict[str, Any], name: str | None) -> float | None:
-    """The value a sweeper optimises: `optimized_metric` looked up in the test, then val, metrics."""
+    """The value a sweeper optimises: `optimized_metric`, a validation metric (a test/ one is refused:
+    choosing on test and reporting test is selection on the evaluation set)."""
     if not name:
         return None
+    if not name.startswith("val/"):
+        raise ValueError(f"optimized_metric={name}: sweeps and Optuna select on validation, never on test; "
+                         f"use val/{name.split('/', 1)[-1]} (the test score is reported beside it)")  # fmt: skip
     if name.startswith("val/") and not metrics.get("val"):
         # callbacks.final_validation validates every fit's end; only a run with validation switched off
         # (trainer.limit_val_batches=0, or callbacks without final_validation) gets here
         log.warning("optimized_metric=%s: no validation ran (trainer.limit_val_batches=0?), so the run returns "
                     "no objective", name)  # fmt: skip
         return None
-    for split in ("test", "val"):
-        if name in metrics.get(split, {}):
-            return metrics[split][name]
-    raise KeyError(f"optimized_metric={name} was not logged; logged: {sorted(metrics.get('test', {}))}")
+    if name in metrics.get("val", {}):
+        return metrics["val"][name]
+    raise KeyError(f"optimized_metric={name} was not logged; logged: {sorted(metrics.get('val', {}))}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
