@@ -60,7 +60,9 @@ def optuna_best(multirun_dir: Path, objective: str = "val/closed_acc") -> str:
     if "best_params" not in results:  # a multi-objective search writes its Pareto front instead
         return f"\nOptuna: see {path.name}\n"
     params = ", ".join(f"{k}={v}" for k, v in results.best_params.items())
-    return f"\nOptuna best: {results.best_value:.4g} at {params} (its objective: {objective}, on validation)\n"
+    return (
+        f"\nOptuna best: {results.best_value:.4g} at {params} (its objective: {objective}, on validation)\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -144,5 +144,7 @@ def test_the_runs_objective_for_sweepers_and_optuna_is_a_validation_metric():
 
     metrics = {"val": {"val/closed_acc": 0.6}, "test": {"test/closed_acc": 0.9}}
     assert objective(metrics, "val/closed_acc") == 0.6
-    with pytest.raises(ValueError, match=r"optimized_metric=test/closed_acc: sweeps and Optuna select on valid"):
+    with pytest.raises(
+        ValueError, match=r"optimized_metric=test/closed_acc: sweeps and Optuna select on valid"
+    ):
         objective(metrics, "test/closed_acc")
