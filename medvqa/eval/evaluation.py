@@ -180,21 +180,23 @@ def _hooked(row: dict[str, Any], hooks: Sequence[Callable[[dict], dict]]) -> dic
 
 
 def visual_reliance(score: Scorer, datamodule, split: str, rows, eval_cfg, hooks=()) -> dict[str, Any]:
-    """The split scored again with blank and with swapped images (datamodule.image_mode) and the gains."""
+    """The split scored again with blank, swapped and no images (datamodule.image_mode) against the real
+    images, and the gains, reliance and sensitivity (medvqa/eval/visual.py visual_gain). The reference is
+    always the real images: a run trained with data.blank_images=true is scored on blank images in its
+    headline, so here blank_images is switched off for every condition and the real pass is scored again."""
     from medvqa.eval.visual import MODES, visual_gain
 
     if datamodule is None:
         raise ValueError(
             "eval.visual_reliance=true needs the model and its images: not with predictions=<file>"
         )
-    if datamodule.hparams.get("blank_images"):
-        log.warning("eval.visual_reliance=true with data.blank_images=true: the 'real' pass is blank too, so "
-                    "every gain is 0 by construction; set data.blank_images=false to score the real images")  # fmt: skip
+    trained_blank = bool(datamodule.hparams.get("blank_images"))
     ablated = {}
     seed = eval_cfg.get("seed", 0)
     datamodule.swap_seed = seed
+    datamodule.hparams.blank_images = False  # every condition shows what its name says
     try:
-        for mode in MODES:
+        for mode in ("real", *MODES) if trained_blank else MODES:
             datamodule.image_mode = mode
             log.info("visual reliance: scoring %s with %s images", split, mode)
             _, mode_rows = score()
@@ -203,5 +205,11 @@ def visual_reliance(score: Scorer, datamodule, split: str, rows, eval_cfg, hooks
             ablated[mode] = mode_rows
     finally:
         datamodule.image_mode = "real"
-    record = visual_gain(rows, ablated, eval_cfg.get("n_boot", 2000), seed)
-    return {"split": split, "seed": seed} | record
+        datamodule.hparams.blank_images = trained_blank
+    real = ablated.pop("real", rows)
+    unit = eval_cfg.get("ci_unit", "patient")
+    record = visual_gain(real, ablated, eval_cfg.get("n_boot", 2000), seed, unit)
+    reference = ("real images, scored again with data.blank_images switched off (the headline split score "
+                 "used the blank images the run was trained on)" if trained_blank else "real images (the "
+                 "headline split score)")  # fmt: skip
+    return {"split": split, "seed": seed, "reference": reference} | record

@@ -95,6 +95,27 @@ def _resampled_means(values: np.ndarray, codes: np.ndarray, n_boot: int, seed: i
     return means
 
 
+def joint_bootstrap(
+    columns: Sequence[Sequence[float] | np.ndarray], clusters: Sequence[Any] | None, n_boot: int, seed: int
+) -> np.ndarray:
+    """(n_boot, k) ratio estimates of k score columns over the same items (shape (n,) each), every
+    replicate resampling the same clusters for all k: for statistics of several conditions of one item
+    set (visual reliance's real minus the best image-free condition)."""
+    values = [_as_values(c, "joint_bootstrap") for c in columns]
+    codes = _codes(clusters, len(values[0]))
+    rng = np.random.default_rng(seed)
+    sums = np.stack([np.bincount(codes, weights=v) for v in values])  # (k, G)
+    counts = np.bincount(codes).astype(np.float64)
+    g = len(counts)
+    chunk = max(1, _CELLS_PER_CHUNK // g)
+    out = np.empty((n_boot, len(values)))
+    for start in range(0, n_boot, chunk):
+        stop = min(start + chunk, n_boot)
+        idx = rng.integers(0, g, size=(stop - start, g))
+        out[start:stop] = (sums[:, idx].sum(axis=2) / counts[idx].sum(axis=1)).T
+    return out
+
+
 def _as_values(scores: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
     values = np.asarray(scores, dtype=np.float64)
     if values.ndim != 1 or len(values) == 0:
