@@ -189,9 +189,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from medvqa.eval.evaluation import check_text_metrics
     from medvqa.eval.llava_med import write_answer_file
     from medvqa.eval.report import print_evaluation
+    from medvqa.eval.stats import check_unit
     from medvqa.io import atomic_write_json, atomic_write_jsonl
 
     check_text_metrics(list(cfg.eval.get("text_metrics") or []))  # no Java: refused before any model loads
+    check_unit(cfg.eval.get("ci_unit", "patient"))
     guarded = cfg.get("guard") is not None and cfg.guard.mode != "off"
     if guarded:
         from medvqa.guard.evaluation import check_guard

@@ -26,6 +26,7 @@ from medvqa.callbacks.early_stopping import stopped_early
 from medvqa.cli import quiet_lightning, user_errors
 from medvqa.eval.evaluation import evaluate_split, score_split
 from medvqa.eval.report import print_results
+from medvqa.eval.stats import check_unit
 from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
 from medvqa.models.freeze import freeze_parts, warn_vision_adapters
 from medvqa.models.peft import apply_peft
@@ -93,6 +94,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
     check_quantization(cfg.model.get("quantization"))  # peft=qlora on a machine without CUDA stops here
+    check_unit((cfg.get("eval") or {}).get("ci_unit", "patient"))  # a typo stops here, not after training
     trainer = make_trainer(cfg)  # first: a config the machine cannot run (precision=fp8 on CPU) stops here
     ckpt_path = resume_path(cfg)
     model, datamodule, module = build(cfg)

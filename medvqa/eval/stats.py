@@ -49,13 +49,18 @@ def image_key(row: Mapping[str, Any], index: int = 0) -> str:
             + (f"::{row['image_member']}" if row.get("image_member") else ""))  # fmt: skip
 
 
+def check_unit(unit: str) -> None:
+    """Refuse an unknown eval.ci_unit before any model loads (and not after hours of training)."""
+    if unit not in CI_UNITS:
+        raise ValueError(f"eval.ci_unit={unit}: choose one of {list(CI_UNITS)}")
+
+
 def row_clusters(rows: Sequence[Mapping[str, Any]], unit: str) -> tuple[list[str] | None, str]:
     """(one cluster id per row, the unit actually used) for `eval.ci_unit=unit`: `patient` takes the row's
     `patient_id` and falls back to its image where the release names no patient (the unit is then
     reported as `image` when no row has one); `image` the picture; `question` None (no clustering, also
     when the rows name neither patient nor image)."""
-    if unit not in CI_UNITS:
-        raise ValueError(f"eval.ci_unit={unit}: choose one of {list(CI_UNITS)}")
+    check_unit(unit)
     if unit == "question":
         return None, unit
     if unit == "patient" and any(r.get("patient_id") for r in rows):

@@ -78,3 +78,12 @@ def test_image_and_question_units_are_narrower_and_say_so(release, tmp_path):
 def test_an_unknown_unit_is_one_error_naming_the_key(release, tmp_path):
     with pytest.raises(ValueError, match=r"eval.ci_unit=cluster: choose one of"):
         score(release, tmp_path, "eval.ci_unit=cluster")
+
+
+def test_a_training_run_refuses_an_unknown_unit_before_it_trains(tmp_path):
+    from medvqa.run import compose_config, train
+
+    cfg = compose_config(["eval.ci_unit=visit"], tmp_path)
+    with pytest.raises(ValueError, match=r"eval.ci_unit=visit: choose one of"):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
