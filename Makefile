@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
 	$(BIN)/pip install -q -e ".[dev,sweep,slurm]"
+	$(BIN)/pip install -q --no-deps "lmms-eval==0.7.3"  # its SLAKE scorer, for the lmms_eval protocol test (pyproject [dev])
 	touch $@
 
 # System parts pip cannot install: Java for METEOR and the PTB tokenizer behind BLEU/ROUGE-L/CIDEr

@@ -101,3 +101,29 @@ def quiet_lightning() -> None:
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropNoise) for f in rank_zero.filters):
         rank_zero.addFilter(_DropNoise())
+
+
+# keys whose values are a user's free text or file names: taken as typed (commas, quotes, '=', brackets),
+# not as Hydra override syntax (where `question=Is it big, or small?` is a sweep: "Ambiguous value")
+RAW_VALUE_KEYS = ("question", "image", "inputs", "inputs_root")
+
+
+def raw_values(argv: list[str], keys: tuple[str, ...] = RAW_VALUE_KEYS) -> list[str]:
+    """`argv` with each `key=value` of `keys` rewritten as a quoted Hydra string that parses back to exactly
+    the text typed. Hydra has no raw-string option, so this quotes for it: a quote is escaped, backslashes
+    are doubled only before a quote or the end (elsewhere Hydra keeps them as typed), and `${` (with any
+    backslashes before it) is escaped so OmegaConf does not read it as an interpolation. A value the user
+    already quoted is left alone."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key in keys and not _quoted(value):
+            value = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), value)
+            value = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", value)  # OmegaConf's escapes
+            arg = f"{key}='{value}'"
+        out.append(arg)
+    return out
+
+
+def _quoted(value: str) -> bool:
+    return len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""

@@ -7,8 +7,10 @@ run / adapter / split / predictions), docs/evaluation.md.
 
 Writes to hydra.run.dir: metrics.json (`<split>`, `<split>_ci`, `scorer`, `generation`, and
 `visual_reliance` / `predictions` where they apply), predictions.jsonl (one row per question),
-breakdown.json (every metric per question type, organ, modality, answer type, source, with intervals) and
-answers.jsonl (a LLaVA-Med answer file), and prints the results table.
+breakdown.json (every metric per question type, organ, modality, answer type, source, with intervals),
+answers.jsonl (a LLaVA-Med answer file) and the same answers as other harnesses read them
+(lmms_eval_samples.jsonl, medevalkit_results.json, vlmevalkit_predictions.xlsx / .tsv;
+medvqa/eval/harness_files.py), and prints the results table. predictions= reads any of those layouts.
 """
 
 from __future__ import annotations
@@ -149,16 +151,17 @@ def score_file(cfg: DictConfig, datamodule) -> tuple[dict[str, Any], list[dict[s
     from medvqa.eval.answer_file import match_answers, read_answers
     from medvqa.eval.evaluation import evaluate_split, metrics_from_rows
 
-    answers = read_answers(cfg.predictions)
-    rows, counts = match_answers(split_samples(cfg, datamodule), answers)
+    kind, entries = read_answers(cfg.predictions)
+    rows, counts = match_answers(split_samples(cfg, datamodule), entries)
     if not counts["matched"]:
         raise ValueError(
-            f"predictions={cfg.predictions}: none of its {counts['lines']} ids is a question of split={cfg.split} "
-            f"(ids look like {rows[0]['id']!r}); check data=, data.root= and split="
+            f"predictions={cfg.predictions}: none of its {counts['lines']} answers matches a question of "
+            f"split={cfg.split} by id (ids look like {rows[0]['id']!r}) or by question and answer; check "
+            "data=, data.root= and split="
         )
     metrics = metrics_from_rows(rows, cfg.split)
     record, rows = evaluate_split(lambda: (metrics, rows), cfg.split, cfg.eval)
-    return record | {"predictions": {"file": str(cfg.predictions)} | counts}, rows
+    return record | {"predictions": {"file": str(cfg.predictions), "format": kind} | counts}, rows
 
 
 def with_guard(
@@ -187,12 +190,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     the metrics.json record."""
     from medvqa.eval.breakdown import breakdown
     from medvqa.eval.evaluation import check_text_metrics
+    from medvqa.eval.harness_files import write_all
     from medvqa.eval.llava_med import write_answer_file
+    from medvqa.eval.protocols import scorer as protocol_scorer
     from medvqa.eval.report import print_evaluation
     from medvqa.eval.stats import check_unit
     from medvqa.io import atomic_write_json, atomic_write_jsonl
 
     check_text_metrics(list(cfg.eval.get("text_metrics") or []))  # no Java: refused before any model loads
+    protocol_scorer(cfg.eval.get("protocol", "medvqa"))  # an unknown eval.protocol: refused before anything
     check_unit(cfg.eval.get("ci_unit", "patient"))
     guarded = cfg.get("guard") is not None and cfg.guard.mode != "off"
     if guarded:
@@ -213,6 +219,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     seed, unit = cfg.eval.get("seed", 0), cfg.eval.get("ci_unit", "patient")
     atomic_write_json(out / "breakdown.json", breakdown(rows, ci=True, seed=seed, unit=unit))
     write_answer_file(rows, out / "answers.jsonl", model_id(cfg))
+    write_all(rows, out)  # the same answers in lmms-eval, MedEvalKit and VLMEvalKit layouts
     print_evaluation(record, cfg.split, out)
     return record
 

@@ -10,15 +10,17 @@ the skipped inputs go to skipped.jsonl there.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
-from medvqa.cli import override_key, user_errors
+from medvqa.cli import override_key, raw_values, user_errors
 from medvqa.io import atomic_write_jsonl
 
 log = logging.getLogger("medvqa")
@@ -76,43 +78,73 @@ def load_predictor(cfg: DictConfig):
 
 def answer(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
     """Answers every item, writes predictions.jsonl (and skipped.jsonl) into `out_dir`, prints a summary;
-    returns the rows written. With guard=patient|research every row also carries the guard's decision and
-    the text a patient would see (medvqa/guard/batch.py)."""
+    returns the rows written. The answers are appended batch by batch (flushed each time), so an error or
+    Ctrl-C keeps every answer made before it. With guard=patient|research every row also carries the
+    guard's decision and the text a patient would see (medvqa/guard/batch.py)."""
     from medvqa.data.errors import BadSamples, DataError
 
     bad, skipped = BadSamples(cfg.data.on_bad_sample), []
     items = collect_items(cfg, bad, skipped)
     predictor = load_predictor(cfg) if items else None
     guard = load_guard(cfg, predictor) if items else None
-    skip = bad.mode == "skip"
-    progress = cfg.progress and not cfg.image
-
-    def answer_many(todo: list) -> list:
-        return (
-            predictor.answer_many(todo, cfg.batch_size, progress, skipped if skip else None) if todo else []
-        )
-
+    path = out_dir / "predictions.jsonl"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
     try:
-        if guard is None:
-            rows = [a.to_row() for a in answer_many(items)]
-        else:
-            from medvqa.guard.batch import guarded_rows
-
-            rows = guarded_rows(guard, items, answer_many)
+        with open(path, "w", encoding="utf-8") as out:
+            for batch in answered_batches(
+                cfg, items, predictor, guard, skipped if bad.mode == "skip" else None
+            ):
+                out.writelines(json.dumps(r, sort_keys=True) + "\n" for r in batch)
+                out.flush()
+                rows += batch
     except DataError as e:
         raise DataError(f"{e}. Fix or remove that input, or set data.on_bad_sample=skip to skip and count "
-                        "bad inputs") from None  # fmt: skip
-    atomic_write_jsonl(out_dir / "predictions.jsonl", rows)
-    if skipped:
-        atomic_write_jsonl(out_dir / "skipped.jsonl", skipped)
+                        f"bad inputs ({kept(rows, path)})") from None  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"interrupted: {kept(rows, path)}", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+    finally:
+        if skipped:
+            atomic_write_jsonl(out_dir / "skipped.jsonl", skipped)
     if cfg.image:
         for row in rows:
             print(summary_line(row))
-    n = len(rows) + len(skipped)
-    print(f"answered {len(rows)} of {n} inputs -> {out_dir / 'predictions.jsonl'}")
+    print(f"answered {len(rows)} of {len(rows) + len(skipped)} inputs -> {path}")
     if skipped:
         print(f"skipped {len(skipped)} bad inputs (data.on_bad_sample=skip) -> {out_dir / 'skipped.jsonl'}")
     return rows
+
+
+def kept(rows: list, path: Path) -> str:
+    return f"the {len(rows)} answers made before it are in {path}"
+
+
+def answered_batches(cfg: DictConfig, items: list, predictor, guard, skipped: list | None):
+    """The predictions.jsonl rows of `items`, one list per batch (the predictor's batch size unless
+    batch_size= is set), with a progress bar; bad items raise DataError or, when `skipped` is a list, are
+    appended to it."""
+    from tqdm.auto import tqdm
+
+    if not items:
+        return
+    size = cfg.batch_size or predictor.batch_size
+
+    def answer_many(todo: list) -> list:
+        return predictor.answer_many(todo, size, False, skipped) if todo else []
+
+    with tqdm(
+        total=len(items), desc="predict", unit="q", disable=not (cfg.progress and not cfg.image)
+    ) as bar:
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            if guard is None:
+                yield [a.to_row() for a in answer_many(chunk)]
+            else:
+                from medvqa.guard.batch import guarded_rows
+
+                yield guarded_rows(guard, chunk, answer_many)
+            bar.update(len(chunk))
 
 
 def load_guard(cfg: DictConfig, predictor):
@@ -140,7 +172,7 @@ def summary_line(row: dict[str, Any]) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from hydra.core.hydra_config import HydraConfig
 
@@ -148,6 +180,13 @@ def main(cfg: DictConfig) -> None:
         hydra_cfg = HydraConfig.get()
         check_modes(cfg, list(hydra_cfg.overrides.task))
         answer(cfg, Path(hydra_cfg.runtime.output_dir))
+
+
+def main() -> None:
+    """`python -m medvqa.predict` and `medvqa-predict`: question= (and the paths) are read as typed, commas
+    and quotes included (medvqa.cli.raw_values), then Hydra parses the rest."""
+    sys.argv = raw_values(sys.argv)
+    _main()
 
 
 if __name__ == "__main__":

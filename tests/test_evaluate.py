@@ -98,8 +98,8 @@ def test_predictions_file_scores_like_the_run_and_counts_unmatched_and_missing(r
     record = _evaluate(tmp_path / "all", f"run={run}", f"predictions={answers}")
     own = json.loads((run / "metrics.json").read_text())["test"]
     assert {k: v for k, v in own.items() if k != "test/loss"} == record["test"]
-    assert record["predictions"] | {"file": None} == {"file": None, "lines": 8, "matched": 8, "unmatched": 0,
-                                                      "missing": 0}  # fmt: skip
+    assert record["predictions"] | {"file": None} == {"file": None, "format": "llava_med", "lines": 8, "matched": 8,
+                                                      "unmatched": 0, "missing": 0}  # fmt: skip
     # one answer dropped, one id the split does not have
     partial = [*lines[1:], {"id": "elsewhere-1", "prediction": "yes"}]
     answers.write_text("".join(json.dumps(line) + "\n" for line in partial))
@@ -211,3 +211,27 @@ def test_missing_java_is_refused_before_the_model_loads(run, tmp_path, monkeypat
     with pytest.raises(ValueError, match=r"eval.text_metrics=\['meteor'\]: .*java.*default-jre-headless"):
         evaluate(compose_evaluate([f"run={run}", "eval.text_metrics=[meteor]"], tmp_path))
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_closed_answers_are_scored_on_the_word_they_name_through_evaluate_predictions(tmp_path):
+    """Issue 17's bar: against the truth "no", "Unknown", "I cannot tell", "Yes, there is an abnormality."
+    and "normal" score 0 (the substring rule found the letters "no" in them) and "There is no fracture."
+    scores 1, on a data=jsonl release scored from an answer file."""
+    from PIL import Image
+
+    answers = {"q1": "Unknown", "q2": "I cannot tell", "q3": "Yes, there is an abnormality.",
+               "q4": "There is no fracture.", "q5": "normal"}  # fmt: skip
+    release, lines = tmp_path / "release", []
+    (release / "img").mkdir(parents=True)
+    for i, qid in enumerate([*answers, "t1", "t2"]):
+        Image.new("L", (32, 32), color=30 * i).save(release / "img" / f"{qid}.png")
+        split = "test" if qid in answers else "train"
+        lines.append({"id": qid, "image": f"img/{qid}.png", "question": "Is there a fracture?", "answer": "no",
+                      "answer_type": "closed", "patient_id": qid, "split": split})  # fmt: skip
+    (release / "data.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    file = tmp_path / "answers.jsonl"
+    file.write_text("".join(json.dumps({"id": k, "prediction": v}) + "\n" for k, v in answers.items()))
+    record = _evaluate(tmp_path / "out", "data=jsonl", f"data.root={release}", f"predictions={file}")
+    scored = {r["id"]: r["scores"]["closed_acc"] for r in _rows(tmp_path / "out" / "predictions.jsonl")}
+    assert scored == {"q1": 0.0, "q2": 0.0, "q3": 0.0, "q4": 1.0, "q5": 0.0}
+    assert record["test"]["test/closed_acc"] == pytest.approx(0.2)

@@ -10,4 +10,5 @@ BENCHES = {
     "train_step": "medvqa.bench.train_step",
     "eval": "medvqa.bench.eval",
     "predict": "medvqa.bench.predict",
+    "dicom_frames": "medvqa.bench.dicom_frames",
 }

@@ -53,7 +53,8 @@ def _measure(
     stage = eval_stage(cfg, model, processor)
     scores = VQAScores()
     for batch in batches:
-        scores.update(stage.generate_answers(batch), batch["meta"]["answer"], batch["meta"]["answer_type"])
+        meta = batch["meta"]
+        scores.update(stage.generate_answers(batch), meta["answer"], meta["answer_type"], meta["question"])
     times = []
     for batch in singles:
         started = time.perf_counter()

@@ -17,6 +17,7 @@ from medvqa.data.collate import VQACollator
 from medvqa.data.errors import BadSamples, DataError, OnBad, resolve_inside
 from medvqa.data.filters import select
 from medvqa.data.images import open_image
+from medvqa.data.pixels import DicomFrame, check_frame
 from medvqa.data.sample import VQASample
 from medvqa.data.sampling import TrainSampler, source_weights, text_lengths
 from medvqa.data.split import make_splits, shared_groups
@@ -33,13 +34,14 @@ class VQADataset(Dataset):
 
     def __init__(
         self, samples, max_side=1024, on_bad_sample: OnBad = "error", blank=False, transform=None, window=None,
-        shown=None,
+        shown=None, frame: DicomFrame = "middle",
     ):  # fmt: skip
         """`shown`: the records whose pictures the items show (item i shows `shown[i]`'s image; default:
-        its own). Visual reliance swaps them between patients (medvqa/eval/visual.py)."""
+        its own). Visual reliance swaps them between patients (medvqa/eval/visual.py). `frame`: the frame of
+        a multi-frame DICOM to decode (data.dicom_frame)."""
         self.samples, self.max_side, self.on_bad_sample = samples, max_side, on_bad_sample
         self.blank, self.transform, self.window = blank, transform, window
-        self.shown = shown
+        self.shown, self.frame = shown, frame
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -47,7 +49,9 @@ class VQADataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         sample = self.samples[i]
         try:
-            image = open_image(self.shown[i] if self.shown else sample, self.max_side, self.window)
+            image = open_image(
+                self.shown[i] if self.shown else sample, self.max_side, self.window, self.frame
+            )
         except DataError:
             if self.on_bad_sample == "error":
                 raise
@@ -84,6 +88,7 @@ class MedVQADataModule(L.LightningDataModule):
         blank_images: bool = False,
         limit: dict[str, int] | None = None,
         window: list[float] | None = None,
+        dicom_frame: DicomFrame = "middle",
         augment: Callable | None = None,
         group_by_length: bool = False,
         sampling_weights: dict[str, float] | None = None,
@@ -96,6 +101,7 @@ class MedVQADataModule(L.LightningDataModule):
         self.batch_size = batch_size  # BatchSizeFinder tunes this attribute
         self.eval_batch_size = eval_batch_size
         self.bad = BadSamples(on_bad_sample)
+        check_frame(dicom_frame)  # a wrong data.dicom_frame is the config's mistake, not each image's
         self.splits: dict[str, list[VQASample]] = {}
         # set by stages: an instruction appended to every question (GRPO's answer format), and a
         # medvqa.data.preference.PreferenceSet that turns the training split into (chosen, rejected) pairs (DPO)
@@ -185,7 +191,8 @@ class MedVQADataModule(L.LightningDataModule):
 
             shown = [samples[j] for j in derangement([s.group for s in samples], self.swap_seed)]
         blank = hp.blank_images or mode == "blank"
-        return VQADataset(samples, hp.max_image_side, hp.on_bad_sample, blank, transform, hp.window, shown)
+        return VQADataset(samples, hp.max_image_side, hp.on_bad_sample, blank, transform, hp.window, shown,
+                          hp.dicom_frame)  # fmt: skip
 
     def train_sampler(self) -> TrainSampler | None:
         """Mixture weights and/or length grouping for the train split; None means a plain seeded shuffle."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -13,10 +14,20 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from medvqa.data.errors import DataError
-from medvqa.data.pixels import HIGH_BIT_MODES, Window, high_bit_to_rgb, read_dicom
+from medvqa.data.pixels import (
+    HIGH_BIT_MODES,
+    DicomFrame,
+    Window,
+    high_bit_to_rgb,
+    is_dicom_bytes,
+    is_dicom_file,
+    one_line,
+    read_dicom,
+)
 from medvqa.data.sample import VQASample
 
-# Refuse decompression bombs: PIL raises DecompressionBombError above 2x this, we refuse above 1x.
+# Refuse decompression bombs: PIL raises DecompressionBombError above 2x this, we refuse above 1x, both
+# with the one message "WxH pixels is over the N limit" (the app's "too large to open safely").
 MAX_IMAGE_PIXELS = 8192 * 8192
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 # A zip member this large is no single medical image: refuse before inflating it.
@@ -68,56 +79,78 @@ def zip_member_bytes(path: str, member: str) -> bytes:
     return archive.read(info)
 
 
-def _open(sample: VQASample, window: Window) -> Image.Image:
-    """The image as PIL opened it (lazy: header only) or, for DICOM, already windowed to RGB."""
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+def _open(sample: VQASample, window: Window, frame: DicomFrame = "middle") -> Image.Image:
+    """The image as PIL opened it (lazy: header only) or, for DICOM, already windowed to RGB. DICOM is
+    known by its name or by its content (the 'DICM' marker: a CD / PACS export names files `2062`)."""
     if sample.image_row is not None:
-        return Image.open(io.BytesIO(parquet_image_bytes(sample.image, sample.image_row)))
+        data = parquet_image_bytes(sample.image, sample.image_row)
+        where = f"{sample.image} row {sample.image_row}"
+        return _open_bytes(data, where, window, frame)
     if sample.image_member:
         data = zip_member_bytes(sample.image, sample.image_member)
-        if sample.image_member.lower().endswith(".dcm"):
-            return read_dicom(
-                io.BytesIO(data), f"{sample.image} member {sample.image_member}", window, MAX_IMAGE_PIXELS
-            )
-        return Image.open(io.BytesIO(data))
-    if sample.image.lower().endswith(".dcm"):
-        return read_dicom(Path(sample.image), sample.image, window, MAX_IMAGE_PIXELS)
-    return Image.open(Path(sample.image))
+        where = f"{sample.image} member {sample.image_member}"
+        return _open_bytes(data, where, window, frame, sample.image_member.lower().endswith(DICOM_SUFFIXES))
+    path = Path(sample.image)
+    if sample.image.lower().endswith(DICOM_SUFFIXES) or is_dicom_file(path):
+        return read_dicom(path, sample.image, window, MAX_IMAGE_PIXELS, frame)
+    return _pil_open(path, sample.image)
 
 
-def open_image(sample: VQASample, max_side: int = 1024, window: Window = None) -> Image.Image:
+def _open_bytes(data: bytes, where: str, window: Window, frame: DicomFrame, dicom: bool = False):
+    if dicom or is_dicom_bytes(data[:132]):
+        return read_dicom(io.BytesIO(data), where, window, MAX_IMAGE_PIXELS, frame)
+    return _pil_open(io.BytesIO(data), where)
+
+
+def _pil_open(source, where: str) -> Image.Image:
+    """PIL's lazy open; past twice MAX_IMAGE_PIXELS PIL itself refuses, and that is said as ours is."""
+    try:
+        return Image.open(source)
+    except Image.DecompressionBombError as e:
+        declared = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{declared.group(1)} pixels" if declared else "the image"
+        raise DataError(f"{where}: {size} is over the {MAX_IMAGE_PIXELS} limit") from e
+
+
+def open_image(sample: VQASample, max_side: int = 1024, window: Window = None,
+               frame: DicomFrame = "middle") -> Image.Image:  # fmt: skip
     """Decode one sample's image as RGB, shrunk so its longer side is at most `max_side`. DICOM and
-    16-bit/float images are windowed to 8 bits (`window` = (center, width), else stored, else min..max).
+    16-bit/float images are windowed to 8 bits (`window` = (center, width), else stored, else min..max);
+    of a multi-frame DICOM only the frame `frame` names is decoded (data.dicom_frame).
 
-    Raises DataError naming the file (and row) for missing, corrupt or oversized images.
+    Raises DataError naming the file (and row) with a one-line reason for whatever goes wrong: a missing,
+    corrupt, oversized or undecodable image is that image's problem, never the run's.
     """
     where = f"{sample.image}" + (f" row {sample.image_row}" if sample.image_row is not None else "")
     where += f" member {sample.image_member}" if sample.image_member else ""
-    return _decoded(lambda: _open(sample, window), where, sample.id, max_side, window)
+    return _decoded(lambda: _open(sample, window, frame), where, sample.id, max_side, window)
 
 
-def load_image(source, max_side: int = 1024, window: Window = None, where: str = "image") -> Image.Image:
+def load_image(source, max_side: int = 1024, window: Window = None, where: str = "image",
+               frame: DicomFrame = "middle") -> Image.Image:  # fmt: skip
     """`open_image` for an image given in memory or by path: a PIL image (not modified), encoded bytes
     (PNG, JPEG, ..., or DICOM: the 'DICM' marker at byte 128), or a file path. The pixels come out exactly
     as evaluation decodes a file of the same content. Raises DataError naming `where`."""
     if isinstance(source, (str, Path)):
         return open_image(
-            VQASample(id=str(source), image=str(source), question="", answer=""), max_side, window
+            VQASample(id=str(source), image=str(source), question="", answer=""), max_side, window, frame
         )
     if isinstance(source, Image.Image):
         # a copy, so that draft/thumbnail below never touch the caller's image
         return _decoded(source.copy, where, None, max_side, window)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        if data[128:132] == b"DICM":
-            dicom = lambda: read_dicom(io.BytesIO(data), where, window, MAX_IMAGE_PIXELS)  # noqa: E731
-            return _decoded(dicom, where, None, max_side, window)
-        return _decoded(lambda: Image.open(io.BytesIO(data)), where, None, max_side, window)
+        return _decoded(lambda: _open_bytes(data, where, window, frame), where, None, max_side, window)
     raise TypeError(f"an image is a PIL.Image, bytes or a path, not {type(source).__name__}")
 
 
 def _decoded(opener, where: str, sample_id: str | None, max_side: int, window: Window) -> Image.Image:
     """The image `opener()` returns (lazily opened), checked against MAX_IMAGE_PIXELS, windowed to 8 bits
-    when high-bit, decoded as RGB and shrunk to `max_side`; every failure a DataError naming `where`."""
+    when high-bit, decoded as RGB and shrunk to `max_side`; every failure a DataError naming `where`, with
+    a one-line reason (any exception: an image a decoder chokes on is that image's problem)."""
     try:
         img = opener()
         if img.width * img.height > MAX_IMAGE_PIXELS:
@@ -126,13 +159,13 @@ def _decoded(opener, where: str, sample_id: str | None, max_side: int, window: W
             img = high_bit_to_rgb(img, window)
         img.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced scale when much larger
         img = img.convert("RGB")
+        if max(img.size) > max_side:
+            img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     except DataError:
         raise
     except FileNotFoundError as e:
         raise DataError(f"{where}: image file not found (sample {sample_id})") from e
-    except (OSError, SyntaxError, ValueError, zipfile.BadZipFile, Image.DecompressionBombError) as e:
+    except Exception as e:  # PIL and its plugins raise many types (OSError, SyntaxError, struct.error ...)
         for_sample = f" for sample {sample_id}" if sample_id is not None else ""
-        raise DataError(f"{where}: cannot decode image{for_sample}: {e}") from e
-    if max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+        raise DataError(f"{where}: cannot decode image{for_sample}: {one_line(e)}") from e
     return img

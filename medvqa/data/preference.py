@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from medvqa.answers import normalize
 from medvqa.data.collate import VQACollator, empty_batch
 from medvqa.data.errors import BadSamples, DataError, resolve_inside
 from medvqa.data.sample import VQASample, infer_answer_type
-from medvqa.eval.metrics import normalize
 
 log = logging.getLogger(__name__)
 SOURCES = ("file", "mined", "on_policy")
@@ -249,9 +249,8 @@ class PreferenceSet:
         pairs = self.build(dm.splits["train"], dm.root, dm.bad)
         # one (augmented) image per pair: chosen and rejected answers see the same pixels
         samples = [p.sample for p in pairs]
-        images = VQADataset(
-            samples, hp.max_image_side, hp.on_bad_sample, hp.blank_images, dm.augment, hp.window
-        )
+        images = VQADataset(samples, hp.max_image_side, hp.on_bad_sample, hp.blank_images, dm.augment, hp.window,
+                            frame=hp.dicom_frame)  # fmt: skip
         return DataLoader(
             PairDataset(pairs, images),
             batch_size=dm.batch_size,

@@ -6,9 +6,9 @@
 `score_split` runs the stage's own evaluation (generation, answer parsing, the protocol's scores: the
 `{split}/...` values the stage logs) over any split and returns them with one prediction row per question.
 `evaluate_split` adds what a reviewer asks for, from the rows, as `conf/eval/default.yaml` says:
-the protocol (`medvqa`, or LLaVA-Med's closed rule), text-generation metrics of the open answers, seeded
-bootstrap intervals (`<split>_ci`), the scorer's name and library versions, and visual reliance (the
-split scored again with blank and with swapped images). An answer file scored elsewhere comes in as rows
+the protocol (`medvqa`, or a published harness's exact port: medvqa/eval/protocols), text-generation metrics of the open answers, seeded
+cluster bootstrap intervals (`<split>_ci`, resampling eval.ci_unit), the scorer's name and library versions,
+and visual reliance (the split scored again with blank, swapped and no images against the real ones). An answer file scored elsewhere comes in as rows
 (`metrics_from_rows`) and goes through the same `evaluate_split`.
 
 `hooks` (callables row -> row) run on every prediction row before anything is computed from the rows: the
@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from medvqa.eval.metrics import VQAScores
+from medvqa.eval.protocols import TABLE as PROTOCOL_TABLE
 from medvqa.eval.stats import bootstrap_ci, row_clusters
 
 log = logging.getLogger("medvqa")
 SCORER = "medvqa-vqa-v1"
-PROTOCOLS = ("medvqa", "llava_med")
+PROTOCOLS = tuple(PROTOCOL_TABLE)  # eval.protocol choices: medvqa/eval/protocols TABLE
 LIBRARIES = ("torch", "transformers", "peft", "lightning", "torchmetrics", "pycocoevalcap", "bert-score")
 # per-item text metrics that are item means (their corpus value is the mean): they join each row's scores,
 # so they get intervals and breakdowns; BLEU and METEOR are corpus statistics and stay corpus-only
@@ -66,18 +67,19 @@ def metrics_from_rows(rows: Sequence[Mapping[str, Any]], split: str, skipped: in
 
 
 def apply_protocol(rows: list[dict[str, Any]], metrics: dict[str, float], split: str, protocol: str) -> None:
-    """`llava_med`: each closed row's closed_acc by LLaVA-Med's rule on the whole generation
-    (medvqa/eval/llava_med.py `closed_hit`), and `<split>/closed_acc` from them; `medvqa` changes nothing."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"eval.protocol={protocol}: choose one of {list(PROTOCOLS)}")
-    if protocol == "medvqa":
-        return
-    from medvqa.eval.llava_med import closed_hit
+    """Score the rows under `protocol` (medvqa/eval/protocols: `medvqa` changes nothing; a published
+    harness's port replaces each row's `scores` with its own and the split's protocol values in `metrics`
+    with their means, so no medvqa-only value stands beside theirs; `scored` / `skipped` / `loss` stay)."""
+    from medvqa.eval.protocols import means, scorer
 
-    for row in rows:
-        if row["answer_type"] == "closed":
-            row["scores"]["closed_acc"] = closed_hit(row.get("completion", row["prediction"]), row["answer"])
-    metrics[f"{split}/closed_acc"] = metrics_from_rows(rows, split)[f"{split}/closed_acc"]
+    score_rows = scorer(protocol)
+    if score_rows is None:
+        return
+    for row, scores in zip(rows, score_rows(rows), strict=True):
+        row["scores"] = scores
+    for key in VQAScores.KEYS:
+        metrics.pop(f"{split}/{key}", None)
+    metrics |= means(rows, split)
 
 
 def intervals(

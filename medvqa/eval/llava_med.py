@@ -1,4 +1,5 @@
-"""LLaVA-Med answer files: our prediction rows in the JSONL layout their scripts read, and back.
+"""LLaVA-Med answer files: our prediction rows in the JSONL layout their scripts read, and back. (Their
+scoring, `eval.protocol=llava_med`, is ported in medvqa/eval/protocols/llava_med.py.)
 
 LLaVA-Med's `llava/eval/model_vqa*.py` write one line per question:
   {"question_id": ..., "prompt": ..., "text": ..., "answer_id": ..., "model_id": ..., "metadata": {}}
@@ -83,15 +84,3 @@ def read_answer_file(path: str | Path) -> list[dict[str, Any]]:
                 '{"question_id": ..., "text": ...}'
             ) from None
     return rows
-
-
-def closed_hit(text: str, truth: str) -> float:
-    """LLaVA-Med's closed (yes/no) rule, as `llava/eval/run_eval.py` of their v1 release scores it: 1 when the
-    normalised generation contains "yes" or "no" anywhere (as substrings: "normal", "not" count) and the
-    normalised truth is a substring of it, else 0. Whole text, no first-sentence parsing, no hedge rule:
-    "yes or no" is right for either truth. (Their v1.5 `run_eval.py` lost the `else` branch and drops such
-    misses from the denominator; this counts every closed question, as v1 does.)"""
-    from medvqa.eval.metrics import normalize
-
-    pred, gt = normalize(text), normalize(truth)
-    return float(("yes" in pred or "no" in pred) and gt in pred)

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from medvqa.answers import normalize
 from medvqa.eval.breakdown import UNSET, summarize
-from medvqa.eval.metrics import normalize
 from medvqa.eval.stats import N_BOOT, bootstrap_ci, joint_bootstrap, paired_bootstrap_ci, row_clusters
 
 MODES = ("blank", "swapped", "none")

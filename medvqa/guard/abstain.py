@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from medvqa.eval.metrics import score_item
+from medvqa.answers import closed_verdict, open_recall, parsed_answer
 
 
 def calibrate(confidences: Sequence[float], correct: Sequence[bool], target: float) -> float:
@@ -44,11 +44,12 @@ def score_of(answer) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def is_correct(prediction: str, truth: str, kind: str) -> bool:
-    """Right by the scoring protocol: closed_acc for closed questions, every truth word present
-    (open_recall 1) for open ones."""
-    scores = score_item(prediction, truth, kind)
-    return scores["closed_acc"] == 1.0 if kind == "closed" else scores["open_recall"] == 1.0
+def is_correct(prediction: str, truth: str, kind: str, question: str = "") -> bool:
+    """Right by the scoring protocol (medvqa/answers.py, as closed_acc reads it): the strict closed rule
+    for closed questions, every truth word present (open_recall 1) for open ones."""
+    if kind == "closed":
+        return closed_verdict(parsed_answer(prediction), truth, question).correct
+    return open_recall(prediction, truth) == 1.0
 
 
 def calibrate_kinds(
@@ -60,7 +61,7 @@ def calibrate_kinds(
     thresholds = {}
     for kind in ("closed", "open"):
         scored = [
-            (score_of(a), is_correct(a.answer, t, tk))
+            (score_of(a), is_correct(a.answer, t, tk, a.question))
             for a, t, tk in zip(answers, truths, truth_kinds, strict=True)
             if a.kind == kind and score_of(a) is not None
         ]

@@ -28,8 +28,8 @@ def guarded_scores(guard: Guard, questions: Sequence[str], answers: Sequence, tr
     closed_acc and open_recall are also given per share."""
     decisions = [guard.decide(q, lambda _q, a=a: a) for q, a in zip(questions, answers, strict=True)]
     rows = [
-        (d.guard == "answered", is_correct(a.answer, t, k), k, score_item(a.answer, t, k))
-        for d, a, t, k in zip(decisions, answers, truths, truth_kinds, strict=True)
+        (d.guard == "answered", is_correct(a.answer, t, k, q), k, score_item(a.answer, t, k, q))
+        for d, a, t, k, q in zip(decisions, answers, truths, truth_kinds, questions, strict=True)
     ]
     answered = [r for r in rows if r[0]]
     report = {

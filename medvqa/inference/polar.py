@@ -20,84 +20,13 @@ from __future__ import annotations
 
 import re
 
-from medvqa.eval.metrics import normalize
+# the options a question offers and the option an answer names are the scoring's own (medvqa/answers.py),
+# so a confidence is always about the option the metrics judged
+from medvqa.answers import YES_NO, answer_options, either_or_spelled, normalize, option_of
+from medvqa.answers import question_options as polar_options
 
-YES_NO = ["yes", "no"]
-# the openings of yes/no questions
-AUXILIARIES = frozenset({"is", "are", "was", "were", "do", "does", "did", "can", "could", "has", "have", "had",
-                         "will", "would", "should", "shall", "may", "might", "must"})  # fmt: skip
-_ARTICLES = frozenset({"a", "an", "the"})
-_PREPOSITIONS = frozenset({"on", "in", "at", "of", "to", "from", "with", "by", "for", "within", "into", "near",
-                           "over", "under", "inside", "outside"})  # fmt: skip
-_LEADING = _ARTICLES | _PREPOSITIONS  # dropped from the front of B: "or on the right"
-# words that end option A when read back from " or ": "Is [this a] CT", "Is [the lesion on the] left"
-_STOP = _LEADING | AUXILIARIES | frozenset({"this", "that", "these", "those", "there", "it", "they", "which",
-                                            "what", "either", "whether", "and"})  # fmt: skip
+__all__ = ["YES_NO", "answer_options", "either_or_spelled", "option_of", "option_texts", "polar_options"]
 _WORD = re.compile(r"[A-Za-z0-9][\w\-]*")
-
-
-def polar_options(question: str) -> list[str] | None:
-    """The options a polar question allows (lower case, in the question's order), or None for an open one."""
-    text = question.strip()
-    choice = _either_or(text)
-    if choice:
-        return choice
-    first = text.split(maxsplit=1)[0].lower().strip(",.:;") if text.split() else ""
-    return list(YES_NO) if first in AUXILIARIES else None
-
-
-def _either_or(question: str) -> list[str] | None:
-    """[A, B] for a question offering "A or B", else None (lower case; `either_or_spelled` keeps the case)."""
-    spelled = either_or_spelled(question)
-    return [o.lower() for o in spelled] if spelled else None
-
-
-def either_or_spelled(question: str) -> list[str] | None:
-    """[A, B] as the question spells them, for a question offering "A or B", else None. B is the words after
-    the last " or " up to the clause's end; leading prepositions / articles ("on the right side") and the
-    trailing words A and B share ("... left side or ... right side", "left lung or right lung") are
-    dropped; A is as many of the content words just before " or " as B has (at most)."""
-    at = question.lower().rfind(" or ")
-    if at < 0:
-        return None
-    head = re.split(r"[,:;?!.]", question[:at])[-1]
-    tail = re.split(r"[,:;?!.]", question[at + 4 :])[0]
-    before, after = _WORD.findall(head), _WORD.findall(tail)
-    while after and after[0].lower() in _LEADING:
-        after.pop(0)
-    if after and after[0].lower() == "not":  # "Is there a lesion or not?"
-        return list(YES_NO)
-    while len(after) > 1 and before and before[-1].lower() == after[-1].lower():
-        before.pop(), after.pop()  # a shared trailing noun: "left side or right side"
-    run: list[str] = []
-    for word in reversed(before):
-        if word.lower() in _STOP or len(run) == len(after):
-            break
-        run.insert(0, word)
-    if not run or not after:
-        return None
-    a, b = " ".join(run), " ".join(after[: len(run)])
-    return None if a.lower() == b.lower() else [a, b]
-
-
-def answer_options(question: str, answer: str) -> list[str] | None:
-    """The options the model's `answer` is scored among: the question's polar options, or yes / no when an
-    "A or B" question was answered yes or no (see the module docstring); None for an open question."""
-    options = polar_options(question)
-    if options and options != YES_NO and option_of(answer, options) is None and option_of(answer, YES_NO):
-        return list(YES_NO)
-    return options
-
-
-def option_of(answer: str, options: list[str]) -> str | None:
-    """The option `answer` names: the one equal to the normalised answer, else the one its first word is
-    ("yes, there is a lesion" names "yes"); None when it names none of them."""
-    said = normalize(answer)
-    by_norm = {normalize(o): o for o in options}
-    if said in by_norm:
-        return by_norm[said]
-    first = said.split(maxsplit=1)[0] if said else ""
-    return by_norm.get(first)
 
 
 def option_texts(question: str, answer: str) -> dict[str, str] | None:
@@ -116,9 +45,9 @@ def option_texts(question: str, answer: str) -> dict[str, str] | None:
         return {o: _cased(sp, answer.strip()) for o, sp in zip(options, spelled, strict=True)}
     if normalize(answer) == normalize(named):
         start, end = 0, len(answer)
-    else:  # named by its first word: "Left lung", "yes, there is"
-        first = _WORD.search(answer)
-        start, end = (first.start(), first.end()) if first else (0, len(answer))
+    else:  # named among other words: "Left lung", "yes, there is", "there is no fracture"
+        found = re.search(rf"(?<!\w){re.escape(named)}(?!\w)", answer, re.IGNORECASE) or _WORD.search(answer)
+        start, end = (found.start(), found.end()) if found else (0, len(answer))
     said = answer[start:end]
     return {o: answer if o == named else answer[:start] + _cased(sp, said) + answer[end:]
             for o, sp in zip(options, spelled, strict=True)}  # fmt: skip

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from medvqa.data.collate import VQACollator
 from medvqa.data.errors import DataError
 from medvqa.data.images import load_image, open_image
+from medvqa.data.pixels import check_frame
 from medvqa.data.sample import VQASample
 from medvqa.inference import scoring
 from medvqa.models.export import eval_stage
@@ -85,11 +86,13 @@ class Predictor:
     """A model with its processor and the evaluation contract of one run (or of a zero-shot config)."""
 
     def __init__(self, stage: VLMStage, collator: VQACollator, max_side: int = 1024, window=None,
-                 batch_size: int = DEFAULT_BATCH_SIZE, parse=VLMStage.parse_answer):  # fmt: skip
+                 batch_size: int = DEFAULT_BATCH_SIZE, parse=VLMStage.parse_answer, dicom_frame="middle"):  # fmt: skip
         """`stage` holds the model and generates as evaluation does; `parse` turns a completion into the
-        answer (the run's stage class's `parse_answer`); `batch_size`: answer_many's default."""
+        answer (the run's stage class's `parse_answer`); `batch_size`: answer_many's default;
+        `dicom_frame`: the frame of a multi-frame DICOM decoded (data.dicom_frame)."""
         self.stage, self.collator, self.parse = stage, collator, parse
         self.max_side, self.window, self.batch_size = max_side, window, batch_size
+        self.dicom_frame = check_frame(dicom_frame)
         self.device = next(stage.model.parameters()).device
 
     # -- building ------------------------------------------------------------------------------------
@@ -140,7 +143,8 @@ class Predictor:
         generator = eval_stage(OmegaConf.create({"stage": _plain(stage)}), model, processor)
         collator = VQACollator.from_config(processor, data, stage_class.prompt_instruction(stage))
         return cls(generator, collator, int(data.get("max_image_side") or 1024), _plain(data.get("window")),
-                   int(data.get("eval_batch_size") or DEFAULT_BATCH_SIZE), stage_class.parse_answer)  # fmt: skip
+                   int(data.get("eval_batch_size") or DEFAULT_BATCH_SIZE), stage_class.parse_answer,
+                   data.get("dicom_frame") or "middle")  # fmt: skip
 
     # -- answering -----------------------------------------------------------------------------------
     def answer(self, image: Image.Image | bytes | str | Path, question: str, id: str = "") -> Answer:
@@ -174,10 +178,10 @@ class Predictor:
             if isinstance(item.image, (str, Path)):
                 sample = VQASample(id=item.id, image=str(item.image), question=item.question, answer="",
                                    image_row=item.image_row, image_member=item.image_member)  # fmt: skip
-                image = open_image(sample, self.max_side, self.window)
+                image = open_image(sample, self.max_side, self.window, self.dicom_frame)
             else:
                 sample = VQASample(id=item.id, image="", question=item.question, answer="")
-                image = load_image(item.image, self.max_side, self.window, where)
+                image = load_image(item.image, self.max_side, self.window, where, self.dicom_frame)
         except DataError as e:
             reason = str(e) if str(e).startswith(where) else f"{where}: {e}"
             if skipped is None:

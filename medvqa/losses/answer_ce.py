@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from medvqa.eval.metrics import normalize
+from medvqa.answers import normalize
 
 IGNORE_INDEX = -100
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 
-from medvqa.eval.metrics import normalize, open_recall, score_item, token_f1
+from medvqa.answers import closed_verdict, exact_match, normalize, open_recall, parsed_answer, token_f1
 from medvqa.rewards.tags import answer_text, tag, well_formed
 
 NAN = math.nan
-# spellings that name the same modality; compared after medvqa.eval.metrics.normalize
+# spellings that name the same modality; compared after medvqa.answers.normalize
 MODALITY_SYNONYMS = {"mr": "mri", "magnetic resonance": "mri", "magnetic resonance imaging": "mri",
                      "computed tomography": "ct", "xray": "x ray", "radiograph": "x ray",
                      "plain film": "x ray", "us": "ultrasound"}  # fmt: skip
@@ -26,21 +26,31 @@ def format_reward(completions: list[str], **_) -> list[float]:
 
 
 def answer_match(
-    completions: list[str], answer: list[str], answer_type: list[str], open_score: str = "f1", **_
+    completions: list[str],
+    answer: list[str],
+    answer_type: list[str],
+    open_score: str = "f1",
+    question: list[str] | None = None,
+    **_,
 ) -> list[float]:
-    """Closed questions: the evaluation's closed_exact (medvqa/eval/metrics.py score_item): the answer tag,
-    else the first sentence, must equal the truth once normalised, so "no" inside "normal" earns nothing and
-    a hedge ("yes, no") earns nothing. Open questions: token F1 (`open_score: f1`) or the protocol's recall
-    (`open_score: recall`; rewards listing every word), on the answer tag (else the whole completion)."""
+    """Closed questions: the evaluation's closed_exact (medvqa/eval/metrics.py score_item), read by
+    medvqa/answers.py as the metrics read it: the parsed answer (the answer tag, else the first sentence)
+    must equal the truth once normalised and name no second option, so "no" inside "normal" earns nothing
+    and a hedge ("yes, no") earns nothing. Open questions: token F1 (`open_score: f1`) or the protocol's
+    recall (`open_score: recall`; rewards listing every word), on the answer tag (else the whole completion)."""
     if open_score not in ("f1", "recall"):
         raise ValueError(f"stage.reward_options.answer_match.open_score={open_score!r}; use f1 or recall")
     score_open = token_f1 if open_score == "f1" else open_recall
+    questions = question if question is not None else [""] * len(completions)
     return [
-        score_item(c, truth, "closed")["closed_exact"]
-        if kind == "closed"
-        else score_open(answer_text(c), truth)
-        for c, truth, kind in zip(completions, answer, answer_type, strict=True)
+        _closed_exact(c, truth, q) if kind == "closed" else score_open(answer_text(c), truth)
+        for c, truth, kind, q in zip(completions, answer, answer_type, questions, strict=True)
     ]
+
+
+def _closed_exact(completion: str, truth: str, question: str) -> float:
+    said = parsed_answer(completion)
+    return 0.0 if closed_verdict(said, truth, question).hedged else exact_match(said, truth)
 
 
 def _canon(text: str, synonyms: dict[str, str]) -> str:

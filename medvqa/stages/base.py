@@ -197,13 +197,17 @@ class VLMStage(L.LightningModule):
         self.log(f"{split}/loss", loss, batch_size=len(batch["meta"]["id"]), sync_dist=True)
         completions, meta = self.generate_answers(batch), batch["meta"]
         preds = [self.answer_from(c) for c in completions]
-        self.split_scores(split).update(preds, meta["answer"], meta["answer_type"])
+        self.split_scores(split).update(preds, meta["answer"], meta["answer_type"], meta["question"])
         if keep_rows:
             for i, (pred, completion) in enumerate(zip(preds, completions, strict=True)):
                 row = prediction_row(meta, i)
                 row |= {"completion": completion} if completion != pred else {}
                 self.predictions.append(
-                    row | {"prediction": pred, "scores": score_item(pred, row["answer"], row["answer_type"])}
+                    row
+                    | {
+                        "prediction": pred,
+                        "scores": score_item(pred, row["answer"], row["answer_type"], row["question"]),
+                    }
                 )
 
     def answer_from(self, completion: str) -> str:

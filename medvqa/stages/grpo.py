@@ -30,7 +30,7 @@ from medvqa.models.peft import check_reference, reference_pass
 from medvqa.rewards import WeightedRewards
 from medvqa.rewards.tags import INSTRUCTION, answer_text
 from medvqa.stages.base import VLMStage, prompt_inputs
-from medvqa.stages.grpo_sampling import FlatGroupWatch, group_rows, select_rows, splice
+from medvqa.stages.grpo_sampling import FlatGroupWatch, group_rows, sampling_logits, select_rows, splice
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ class GRPOModule(VLMStage):
         optimizer: Callable[..., torch.optim.Optimizer],
         num_generations: int = 4,
         temperature: float = 0.8,
-        top_p: float = 0.9,
-        top_k: int | None = 50,
+        top_p: float = 1.0,
+        top_k: int | None = 0,
         max_completion_length: int = 64,
         reward_weights: dict[str, float] | None = None,
         reward_options: dict[str, dict] | None = None,
@@ -269,8 +269,9 @@ class GRPOModule(VLMStage):
             return self.completion_logps(rollout)
 
     def completion_logps(self, rollout: Rollout) -> torch.Tensor:
-        """(N, L) log-probs of the completion tokens given image + prompt, at the sampling temperature;
-        logits are computed only for the completion positions (`logits_to_keep`)."""
+        """(N, L) log-probs of the completion tokens given image + prompt under the distribution they were
+        sampled from (temperature, suppressed tokens, top_k / top_p: `sampling_logits`); logits are computed
+        only for the completion positions (`logits_to_keep`)."""
         ids, mask, inputs = rollout.completion_ids, rollout.mask, dict(rollout.inputs)
         prompt_shape = inputs["input_ids"].shape
         # per-token inputs grow by the completion: ids, attention mask, token types (filled as the collator does)
@@ -279,7 +280,7 @@ class GRPOModule(VLMStage):
             inputs[key] = torch.cat([inputs[key], fill], dim=1)
         length = ids.shape[1]
         logits = self.model(**inputs, logits_to_keep=length + 1, use_cache=False).logits[:, :-1]
-        return token_logps(logits / self.sampling["temperature"], ids)
+        return token_logps(sampling_logits(logits, self.sampling), ids)
 
     # -- rollout reuse for num_iterations > 1 ----------------------------------------------------------
     def replayed_rollout(self, batch_idx: int, rows: list[int] | None = None) -> Rollout | None:

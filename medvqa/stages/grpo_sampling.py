@@ -65,3 +65,27 @@ class FlatGroupWatch:
             return None
         self.warned = True
         return mean
+
+
+def sampling_logits(logits: torch.Tensor, sampling: dict[str, Any]) -> torch.Tensor:
+    """(N, L, V) logits -> the logits of the distribution `generate(**sampling)` samples from: divided by the
+    temperature, the suppressed tokens at -inf, truncated by top_k / top_p (transformers' own warpers, so the
+    truncation is generate's), so that log_softmax of them gives each sampled token the probability it was
+    drawn with. GRPO's ratio and KL then use the sampler's distribution rather than the full one, which a
+    truncated sampler would bias (stage.top_p < 1 or stage.top_k > 0)."""
+    from transformers import TopKLogitsWarper, TopPLogitsWarper
+
+    out = logits / sampling["temperature"]
+    suppress = sampling.get("suppress_tokens") or []
+    if suppress:
+        out = out.clone()
+        out[..., suppress] = -float("inf")
+    top_k, top_p = sampling.get("top_k") or 0, sampling.get("top_p")
+    if top_k or (top_p is not None and top_p < 1.0):
+        flat = out.reshape(-1, out.shape[-1])
+        if top_k:
+            flat = TopKLogitsWarper(top_k)(None, flat)
+        if top_p is not None and top_p < 1.0:
+            flat = TopPLogitsWarper(top_p)(None, flat)
+        out = flat.reshape(out.shape)
+    return out

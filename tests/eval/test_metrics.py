@@ -2,16 +2,8 @@
 
 import pytest
 
-from medvqa.eval.metrics import (
-    VQAScores,
-    closed_answer,
-    closed_substring,
-    exact_match,
-    normalize,
-    open_recall,
-    score_item,
-    token_f1,
-)
+from medvqa.answers import parsed_answer
+from medvqa.eval.metrics import VQAScores, exact_match, normalize, open_recall, score_item, token_f1
 
 
 @pytest.mark.parametrize(
@@ -31,11 +23,14 @@ def test_normalize(raw, expected):
     assert normalize(raw) == expected
 
 
-def test_substring_rule_counts_no_inside_normal_but_strict_match_does_not():
-    assert closed_substring("normal", "no") == 1.0  # the protocol's known flaw
-    assert exact_match("normal", "no") == 0.0
-    assert closed_substring("No.", "no") == 1.0 and exact_match("No.", "no") == 1.0
-    assert closed_substring("yes", "no") == 0.0
+@pytest.mark.parametrize(
+    "said", ["Unknown", "I cannot tell", "Yes, there is an abnormality.", "normal", "nodule"]
+)
+def test_closed_acc_does_not_find_no_inside_other_words(said):
+    """The character-substring rule scored all of these 1.0 against "no" (its letters appear in them)."""
+    assert score_item(said, "no", "closed", "Is there an abnormality?")["closed_acc"] == 0.0
+    assert score_item("There is no fracture.", "no", "closed", "Is there a fracture?")["closed_acc"] == 1.0
+    assert exact_match("No.", "no") == 1.0
 
 
 def test_open_recall_and_f1_by_hand():
@@ -58,7 +53,7 @@ def test_torchmetric_aggregates_per_answer_type():
     m.update(["yes", "normal", "left lung"], ["yes", "no", "left lung base"], ["closed", "closed", "open"])
     m.update(["ct"], ["mri"], ["open"])
     out = {k: float(v) for k, v in m.compute().items()}
-    assert out["closed_acc"] == pytest.approx(1.0)  # both closed count under the substring rule
+    assert out["closed_acc"] == pytest.approx(0.5)  # "normal" does not name "no"
     assert out["closed_exact"] == pytest.approx(0.5)
     assert out["open_recall"] == pytest.approx((2 / 3 + 0) / 2)
     assert out["token_f1"] == pytest.approx((0.8 + 0) / 2)
@@ -81,14 +76,15 @@ def test_torchmetric_aggregates_per_answer_type():
     ],
 )
 def test_closed_answer_is_the_tagged_answer_else_the_first_sentence(completion, expected):
-    assert closed_answer(completion) == expected
+    assert parsed_answer(completion) == expected
 
 
 @pytest.mark.parametrize(
     ("pred", "truth", "acc", "exact", "hedge"),
     [
         ("no", "no", 1.0, 1.0, 0.0),
-        ("normal", "no", 1.0, 0.0, 0.0),  # the protocol's substring flaw is kept in closed_acc (paper number)
+        ("normal", "no", 0.0, 0.0, 0.0),  # "normal" names neither yes nor no
+        ("There is no fracture.", "no", 1.0, 0.0, 0.0),  # names "no": right, but not terse
         ("yes, no", "no", 0.0, 0.0, 1.0),  # both polar answers: a hedge is wrong
         ("Yes or no", "yes", 0.0, 0.0, 1.0),
         ("left and right", "left", 0.0, 0.0, 1.0),
@@ -104,9 +100,8 @@ def test_closed_scores_on_hand_cases(pred, truth, acc, exact, hedge):
 
 
 def test_long_garbage_completion_scores_nothing_on_closed_questions():
-    # a 48-token GRPO completion that names every answer: the whole-text substring rule scored it right
+    # a 48-token GRPO completion that names every answer: a whole-text substring rule would score it right
     garbage = " ".join(["ct left no yes lung the right mass axial liver normal absent present"] * 4)
-    assert closed_substring(garbage, "no") == 1.0 and closed_substring(garbage, "yes") == 1.0  # the old rule
     for truth in ("yes", "no", "left", "right"):
         scores = score_item(garbage, truth, "closed")
         assert scores["closed_acc"] == 0.0 and scores["closed_exact"] == 0.0 and scores["hedged"] == 1.0
@@ -117,3 +112,13 @@ def test_torchmetric_reports_the_hedged_rate_over_closed_questions():
     m.update(["yes, no", "no", "left lung"], ["yes", "no", "left lung"], ["closed", "closed", "open"])
     out = {k: float(v) for k, v in m.compute().items()}
     assert out["hedged"] == pytest.approx(0.5) and out["closed_acc"] == pytest.approx(0.5)
+
+
+def test_options_the_question_offers_are_what_a_closed_answer_is_judged_on():
+    question = "Is this a CT or an MRI?"
+    assert score_item("It is a CT scan.", "CT", "closed", question)["closed_acc"] == 1.0
+    assert score_item("CT or MRI", "CT", "closed", question)["hedged"] == 1.0
+    assert score_item("It is a CT scan.", "CT", "closed")["closed_acc"] == 0.0  # no question: strict equality
+    m = VQAScores()
+    m.update(["the left side"], ["left"], ["closed"], ["Is the lesion on the left or right?"])
+    assert float(m.compute()["closed_acc"]) == 1.0

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from medvqa.data.errors import DataError
 from medvqa.inference.polar import option_of
 from medvqa.predict import answer, check_modes
 from tests.conftest import ROOT
@@ -135,3 +136,65 @@ def test_neither_run_nor_model_is_one_error_line(tmp_path):
     done = medvqa_predict(f"image={tmp_path}/x.png", "question=Is it?", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("Error: run= is missing")
+
+
+def test_answers_are_written_batch_by_batch_and_kept_when_interrupted(
+    run_dir, run_rows, tmp_path, monkeypatch
+):
+    from medvqa.inference.predictor import Predictor
+
+    inputs = write_jsonl(tmp_path / "q.jsonl", questions(run_rows)[:6])
+    answer_batch, calls = Predictor._answer_batch, []
+
+    def interrupted_third(self, ready):  # Ctrl-C while the third batch is answered
+        calls.append(len(ready))
+        if len(calls) == 3:
+            lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
+            assert len(lines) == 4  # the first two batches are on disk already, not held for the end
+            raise KeyboardInterrupt
+        return answer_batch(self, ready)
+
+    monkeypatch.setattr(Predictor, "_answer_batch", interrupted_third)
+    with pytest.raises(SystemExit) as stop:
+        predict(tmp_path / "out", f"run={run_dir}", f"inputs={inputs}", "batch_size=2")
+    assert stop.value.code == 130
+    kept = [json.loads(x) for x in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["answer"] for r in kept] == [r["prediction"] for r in run_rows[:4]]
+
+
+def test_an_undecodable_image_in_error_mode_keeps_the_answers_before_it(run_dir, run_rows, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rows = [*questions(run_rows)[:2], {"id": "b", "image": str(broken), "question": "Is it?"}]
+    inputs = write_jsonl(tmp_path / "q.jsonl", rows)
+    with pytest.raises(
+        DataError, match=r"broken\.png: cannot decode image.*\(the 2 answers made before it are in"
+    ):
+        predict(tmp_path / "out", f"run={run_dir}", f"inputs={inputs}", "batch_size=2")
+    kept = [json.loads(x) for x in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["answer"] for r in kept] == [r["prediction"] for r in run_rows[:2]]
+
+
+def test_a_question_is_taken_as_typed_commas_and_quotes_included(run_dir, run_rows, tmp_path):
+    question = "Is there a lesion, and is it in the patient's left lung? (a=b, [1,2])"
+    done = medvqa_predict(f"run={run_dir}", f"image={run_rows[0]['image']}", f"question={question}",
+                          f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (line,) = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert line["question"] == question
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Is it big, or small?", "It's the patient's left, isn't it?", 'Is the "mass" 2=3 cm [1,2] {a: b}?',
+     "a back\\slash, a \\' and a trailing one\\", "What does ${x} mean?", "null", "  spaced  "],
+)  # fmt: skip
+def test_raw_values_give_hydra_the_text_exactly_as_typed(question, tmp_path):
+    from medvqa.cli import raw_values
+
+    argv = raw_values(
+        ["medvqa/predict.py", f"question={question}", f"image={tmp_path}/a, b.png", "batch_size=2"]
+    )
+    cfg = predict_cfg(*argv[1:])
+    assert cfg.question == question and cfg.image == f"{tmp_path}/a, b.png" and cfg.batch_size == 2
+    assert raw_values(["question='already quoted, for Hydra'"]) == ["question='already quoted, for Hydra'"]

@@ -189,11 +189,14 @@ def test_sampling_never_emits_image_placeholders(tiny):
         hook.remove()
 
 
-def test_completion_logps_equal_the_sampler_distribution(tiny):
+@pytest.mark.parametrize(("top_p", "top_k"), [(1.0, 0), (0.9, 5)])
+def test_completion_logps_equal_the_sampler_distribution(tiny, top_p, top_k):
     """The training forward pass (prompt + completion, left padding, images repeated per row) gives each
-    sampled token the log-probability generate sampled it with, at the sampling temperature."""
+    sampled token the log-probability generate sampled it with: at the sampling temperature, without the
+    suppressed image tokens and, when the sampler truncates (top_p < 1, top_k > 0), on the truncated and
+    renormalised distribution (the scores generate sampled from), not the full one."""
     vlm = tiny("qwen2_vl")
-    module = _module(vlm, temperature=0.7, top_p=1.0, top_k=0, max_completion_length=5)
+    module = _module(vlm, temperature=0.7, top_p=top_p, top_k=top_k, max_completion_length=5)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():  # a non-trivial adapter
         for name, p in module.model.named_parameters():
@@ -205,15 +208,18 @@ def test_completion_logps_equal_the_sampler_distribution(tiny):
     batch["prompt_attention_mask"][1, :2] = 0
     rollout = module.sample(batch)
     with torch.no_grad():
-        out = module.model.generate(**rollout.inputs, **module.sampling, max_new_tokens=5, output_logits=True,
-                                    return_dict_in_generate=True)  # fmt: skip
+        out = module.model.generate(**rollout.inputs, **module.sampling, max_new_tokens=5, output_scores=True,
+                                    output_logits=True, return_dict_in_generate=True)  # fmt: skip
         ids = out.sequences[:, rollout.inputs["input_ids"].shape[1] :]
         rollout.completion_ids, rollout.mask = ids, completion_mask(ids, module.end_ids)
-        logits = torch.stack(out.logits, dim=1).float() / 0.7
-        sampled = logits.log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        scores = torch.stack(out.scores, dim=1).float()  # what generate sampled from, after its warpers
+        sampled = scores.log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        full = (torch.stack(out.logits, dim=1).float() / 0.7).log_softmax(-1).gather(-1, ids.unsqueeze(-1))
         trained = module.completion_logps(rollout)
     mask = rollout.mask.bool()
     assert torch.allclose(trained[mask], sampled[mask], atol=1e-4)
+    if top_k:  # the truncated distribution is not the full one: the old log-probs were biased
+        assert (trained[mask] - full.squeeze(-1)[mask]).abs().max() > 1e-3
 
 
 def _fake_ranks(module, world_size=2, accumulate=1):
