@@ -194,10 +194,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from medvqa.eval.llava_med import write_answer_file
     from medvqa.eval.protocols import scorer as protocol_scorer
     from medvqa.eval.report import print_evaluation
+    from medvqa.eval.stats import check_unit
     from medvqa.io import atomic_write_json, atomic_write_jsonl
 
     check_text_metrics(list(cfg.eval.get("text_metrics") or []))  # no Java: refused before any model loads
     protocol_scorer(cfg.eval.get("protocol", "medvqa"))  # an unknown eval.protocol: refused before anything
+    check_unit(cfg.eval.get("ci_unit", "patient"))
     guarded = cfg.get("guard") is not None and cfg.guard.mode != "off"
     if guarded:
         from medvqa.guard.evaluation import check_guard
@@ -213,7 +215,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     atomic_write_json(out / "metrics.json", record)
     atomic_write_jsonl(out / "predictions.jsonl", rows)
-    atomic_write_json(out / "breakdown.json", breakdown(rows, ci=True, seed=cfg.eval.get("seed", 0)))
+    # breakdown intervals resample the eval.ci_unit clusters, as <split>_ci does
+    seed, unit = cfg.eval.get("seed", 0), cfg.eval.get("ci_unit", "patient")
+    atomic_write_json(out / "breakdown.json", breakdown(rows, ci=True, seed=seed, unit=unit))
     write_answer_file(rows, out / "answers.jsonl", model_id(cfg))
     write_all(rows, out)  # the same answers in lmms-eval, MedEvalKit and VLMEvalKit layouts
     print_evaluation(record, cfg.split, out)

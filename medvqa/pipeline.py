@@ -157,7 +157,7 @@ def run_pipeline(cfg: DictConfig, train: Train) -> dict[str, Any]:
     summary = {"mode": cfg.pipeline.get("mode", "sequential"), "stages": results}
     if writer:
         atomic_write_json(out / "summary.json", summary)
-        atomic_write_text(out / "summary.md", summary_markdown(results))
+        atomic_write_text(out / "summary.md", summary_markdown(results, *selection(cfg)))
         write_report_quietly([out / s["dir"] for s in plan], out / "report.html", [s["name"] for s in plan])
     last = json.loads((out / plan[-1]["dir"] / "metrics.json").read_text())
     metrics = {
@@ -169,7 +169,7 @@ def run_pipeline(cfg: DictConfig, train: Train) -> dict[str, Any]:
         metrics["untrained"] = results[0]["untrained"]
     if writer:
         atomic_write_json(out / "metrics.json", metrics)
-        Console().print(summary_table(results))
+        Console().print(summary_table(results, *selection(cfg)))
     return metrics
 
 
@@ -178,7 +178,7 @@ def summary_row(stage: dict, metrics: dict[str, Any], out: Path) -> dict[str, An
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     row = {"name": stage["name"], "kind": stage["kind"], "dir": stage["dir"],
            "train_samples": info.get("samples", {}).get("train"), "seconds": info.get("wall_seconds"),
-           "test": metrics.get("test", {})}  # fmt: skip
+           "val": metrics.get("val", {}), "test": metrics.get("test", {})}  # fmt: skip
     if "untrained" in metrics:
         row["untrained"] = metrics["untrained"]
     return row
@@ -189,29 +189,62 @@ def _columns(results: list[dict]) -> list[str]:
     return [k for k in SHOWN if k in logged]
 
 
-def _table_rows(results: list[dict]) -> list[list[str]]:
-    """Stage | kind | train samples | test metrics ...; a first `before training` row when it was scored."""
+def selection(cfg: DictConfig) -> tuple[str, str]:
+    """(optimized_metric, monitor_mode) the summary names its best stage by: a validation metric."""
+    metric = OmegaConf.select(cfg, "optimized_metric", throw_on_resolution_failure=False)
+    mode = OmegaConf.select(cfg, "monitor_mode", default="max", throw_on_resolution_failure=False)
+    return (metric if isinstance(metric, str) and metric.startswith("val/") else "val/closed_acc"), mode
+
+
+def best_stage(results: list[dict], metric: str, mode: str = "max") -> int | None:
+    """Index of the stage with the best validation `metric` (min for a loss); None when none logged it.
+    Test is never read here: choosing on test and reporting test is selection on the evaluation set."""
+    scored = [(r.get("val", {}).get(metric), i) for i, r in enumerate(results)]
+    scored = [(v, i) for v, i in scored if v is not None]
+    if not scored:
+        return None
+    sign = -1 if mode == "min" else 1
+    return max(scored, key=lambda vi: (sign * vi[0], -vi[1]))[1]
+
+
+def _table_rows(results: list[dict], metric: str, mode: str = "max") -> list[list[str]]:
+    """Stage | kind | train samples | validation `metric` | test metrics ...; a first `before training`
+    row when it was scored; the stage best on validation marked."""
     cols, rows = _columns(results), []
     fmt = lambda m, k: "-" if m.get(f"test/{k}") is None else f"{m[f'test/{k}']:.3f}"  # noqa: E731
     if "untrained" in results[0]:
-        rows.append(["(before training)", "-", "-", *(fmt(results[0]["untrained"], k) for k in cols)])
+        rows.append(["(before training)", "-", "-", "-", *(fmt(results[0]["untrained"], k) for k in cols)])
+    best = best_stage(results, metric, mode)
     for i, r in enumerate(results):
         n = "-" if r["train_samples"] is None else str(r["train_samples"])
-        rows.append([f"{i + 1}. {r['name']}", r["kind"], n, *(fmt(r["test"], k) for k in cols)])
+        val = r.get("val", {}).get(metric)
+        shown = "-" if val is None else f"{val:.3f}" + (" (best)" if i == best else "")
+        rows.append([f"{i + 1}. {r['name']}", r["kind"], n, shown, *(fmt(r["test"], k) for k in cols)])
     return rows
 
 
-def summary_markdown(results: list[dict]) -> str:
-    head = ["stage", "kind", "train samples", *_columns(results)]
+def _selected(results: list[dict], metric: str, mode: str) -> str:
+    best = best_stage(results, metric, mode)
+    if best is None:
+        return f"no stage logged {metric}"
+    name = f"{best + 1}. {results[best]['name']}"
+    return f"best stage on validation {metric}: {name}; test is reported, never used to choose"
+
+
+def summary_markdown(results: list[dict], metric: str = "val/closed_acc", mode: str = "max") -> str:
+    head = ["stage", "kind", "train samples", metric, *(f"test/{k}" for k in _columns(results))]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in _table_rows(results)]
-    return "Test metrics after each stage (same test split; fractions)\n\n" + "\n".join(lines) + "\n"
+    lines += ["| " + " | ".join(row) + " |" for row in _table_rows(results, metric, mode)]
+    return (f"Validation {metric} and test metrics after each stage (same test split; fractions); "
+            f"{_selected(results, metric, mode)}\n\n" + "\n".join(lines) + "\n")  # fmt: skip
 
 
-def summary_table(results: list[dict]) -> Table:
-    table = Table(title="test metrics after each stage (same test split)")
-    for i, col in enumerate(["stage", "kind", "train samples", *_columns(results)]):
+def summary_table(results: list[dict], metric: str = "val/closed_acc", mode: str = "max") -> Table:
+    table = Table(title=f"after each stage (same test split); {_selected(results, metric, mode)}")
+    for i, col in enumerate(
+        ["stage", "kind", "train samples", metric, *(f"test/{k}" for k in _columns(results))]
+    ):
         table.add_column(col, justify="left" if i < 2 else "right")
-    for row in _table_rows(results):
+    for row in _table_rows(results, metric, mode):
         table.add_row(*row)
     return table

@@ -26,6 +26,7 @@ from medvqa.callbacks.early_stopping import stopped_early
 from medvqa.cli import quiet_lightning, user_errors
 from medvqa.eval.evaluation import evaluate_split, score_split
 from medvqa.eval.report import print_results
+from medvqa.eval.stats import check_unit
 from medvqa.io import atomic_write_json, atomic_write_jsonl, save_adapter
 from medvqa.models.freeze import freeze_parts, warn_vision_adapters
 from medvqa.models.peft import apply_peft
@@ -93,6 +94,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
     check_quantization(cfg.model.get("quantization"))  # peft=qlora on a machine without CUDA stops here
+    check_unit((cfg.get("eval") or {}).get("ci_unit", "patient"))  # a typo stops here, not after training
     trainer = make_trainer(cfg)  # first: a config the machine cannot run (precision=fp8 on CPU) stops here
     ckpt_path = resume_path(cfg)
     model, datamodule, module = build(cfg)
@@ -206,19 +208,22 @@ def _write_outputs(
 
 
 def objective(metrics: dict[str, Any], name: str | None) -> float | None:
-    """The value a sweeper optimises: `optimized_metric` looked up in the test, then val, metrics."""
+    """The value a sweeper optimises: `optimized_metric`, a validation metric (a test/ one is refused:
+    choosing on test and reporting test is selection on the evaluation set)."""
     if not name:
         return None
+    if not name.startswith("val/"):
+        raise ValueError(f"optimized_metric={name}: sweeps and Optuna select on validation, never on test; "
+                         f"use val/{name.split('/', 1)[-1]} (the test score is reported beside it)")  # fmt: skip
     if name.startswith("val/") and not metrics.get("val"):
         # callbacks.final_validation validates every fit's end; only a run with validation switched off
         # (trainer.limit_val_batches=0, or callbacks without final_validation) gets here
         log.warning("optimized_metric=%s: no validation ran (trainer.limit_val_batches=0?), so the run returns "
                     "no objective", name)  # fmt: skip
         return None
-    for split in ("test", "val"):
-        if name in metrics.get(split, {}):
-            return metrics[split][name]
-    raise KeyError(f"optimized_metric={name} was not logged; logged: {sorted(metrics.get('test', {}))}")
+    if name in metrics.get("val", {}):
+        return metrics["val"][name]
+    raise KeyError(f"optimized_metric={name} was not logged; logged: {sorted(metrics.get('val', {}))}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

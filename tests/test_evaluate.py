@@ -142,15 +142,22 @@ def test_a_bad_run_folder_is_one_error_line(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_visual_reliance_scores_blank_and_swapped_images(run, tmp_path):
+def test_visual_reliance_scores_blank_swapped_and_no_images(run, tmp_path):
     # 32 questions: the first 8 are one patient's, and a swap needs other patients
     record = _evaluate(
         tmp_path, f"run={run}", "eval.visual_reliance=true", "data.limit={train:24,val:8,test:32}"
     )
     reliance = record["visual_reliance"]
     closed = sum(r["answer_type"] == "closed" for r in _rows(tmp_path / "predictions.jsonl"))
-    assert set(reliance["scores"]) == {"real", "blank", "swapped"}
-    for mode in ("blank", "swapped"):
+    assert set(reliance["scores"]) == set(reliance["images"]) == {"real", "blank", "swapped", "none"}
+    scores = reliance["scores"]
+    best_free = max(scores["blank"]["closed_acc"], scores["none"]["closed_acc"])
+    assert reliance["reliance"]["closed_acc"] == pytest.approx(scores["real"]["closed_acc"] - best_free)
+    assert (
+        reliance["reliance_ci"]["unit"] in ("patient", "image")
+        and 0 <= reliance["sensitivity"]["any"]["mean"] <= 1
+    )
+    for mode in ("blank", "swapped", "none"):
         gain = reliance["gain"][mode]["closed_acc"]
         assert gain == pytest.approx(
             reliance["scores"]["real"]["closed_acc"] - reliance["scores"][mode]["closed_acc"]
@@ -161,6 +168,24 @@ def test_visual_reliance_scores_blank_and_swapped_images(run, tmp_path):
     assert record["test"] == metrics_from_rows(_rows(tmp_path / "predictions.jsonl"), "test") | {
         "test/loss": record["test"]["test/loss"]
     }
+
+
+def test_visual_reliance_of_a_blank_images_run_scores_real_images_as_its_reference(run, tmp_path):
+    """data.blank_images=true (as a run trained on blank images has): the headline is scored on blank
+    images, but visual reliance's reference is the real images, the same numbers as without the flag."""
+    limit = "data.limit={train:24,val:8,test:32}"
+    plain = _evaluate(tmp_path / "plain", f"run={run}", "eval.visual_reliance=true", limit)["visual_reliance"]
+    blank = _evaluate(
+        tmp_path / "blank", f"run={run}", "eval.visual_reliance=true", limit, "data.blank_images=true"
+    )
+    reliance = blank["visual_reliance"]
+    assert reliance["scores"] == plain["scores"] and reliance["sensitivity"] == plain["sensitivity"]
+    # blank images change some answers of the real ones, so a blank "real" pass (sensitivity 0) would show
+    assert plain["sensitivity"]["blank"]["mean"] > 0
+    assert reliance["reference"].startswith("real images, scored again with data.blank_images switched off")
+    assert blank["test"]["test/closed_acc"] == pytest.approx(
+        reliance["scores"]["blank"]["closed_acc"], abs=1e-6
+    )
 
 
 def test_text_metrics_of_the_open_answers_equal_the_library_call(run, tmp_path):

@@ -186,3 +186,25 @@ def test_an_override_of_a_key_the_run_lacks_is_refused(data_dir, tmp_path):
         KeyError, match=r"pipeline.stages\[0\].overrides: trainer.max_step is not a config key"
     ):
         stage_config(cfg, stage_plan(cfg), 0, tmp_path)
+
+
+def test_the_summary_names_the_stage_best_on_validation_not_on_test(curriculum):
+    """Stage 1 validates best and stage 2 tests best: the summary names stage 1, with test beside it."""
+    from medvqa.pipeline import best_stage, summary_markdown
+
+    rows = [{"name": "easy", "kind": "sft", "train_samples": 4, "val": {"val/closed_acc": 0.8},
+             "test": {"test/closed_acc": 0.5}},
+            {"name": "hard", "kind": "sft", "train_samples": 4, "val": {"val/closed_acc": 0.6},
+             "test": {"test/closed_acc": 0.9}}]  # fmt: skip
+    table = summary_markdown(rows, "val/closed_acc", "max")
+    assert "best stage on validation val/closed_acc: 1. easy; test is reported, never used to choose" in table
+    assert (
+        "| 1. easy | sft | 4 | 0.800 (best) | 0.500 |" in table
+        and "| 2. hard | sft | 4 | 0.600 | 0.900 |" in table
+    )
+    assert best_stage(rows, "val/closed_acc", "min") == 1 and best_stage(rows, "val/loss") is None
+    # the curriculum run's own summary reads each stage's validation score from its metrics.json
+    _, out, _ = curriculum
+    summary = OmegaConf.to_container(OmegaConf.load(out / "summary.json"))
+    assert all("val/closed_acc" in r["val"] for r in summary["stages"])
+    assert "best stage on validation val/closed_acc: " in (out / "summary.md").read_text()

@@ -27,7 +27,8 @@ def test_a_failed_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir
     assert "batch_size" in rows[0]["error"] and rows[0]["test/closed_acc"] == ""
     assert 0.0 <= float(rows[1]["test/closed_acc"]) <= 1.0 and float(rows[1]["seconds"]) > 0
     out = capsys.readouterr().out
-    assert out.startswith("2 jobs: 1 ok, 1 failed; best test/closed_acc") and "data.batch_size=4" in out
+    assert out.startswith("2 jobs: 1 ok, 1 failed; best val/closed_acc") and "data.batch_size=4" in out
+    assert "(selected on validation); its test/closed_acc = " in out
     # one swept parameter, one plot (of the one finished job), linked from sweep.md
     assert sorted(p.name for p in tmp_path.glob("sweep_*.png")) == ["sweep_data.batch_size.png"]
     assert min(png_size(tmp_path / "sweep_data.batch_size.png")) > 100

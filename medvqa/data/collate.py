@@ -24,9 +24,10 @@ CACHE_SIZE = 65536  # rendered prompts / tokenized answers kept per collator; bo
 ANSWER_FILL = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": 1}
 # sample fields carried to the stage in batch["meta"] (scoring, predictions, RL rewards)
 # per-row fields a batch carries beside the tensors: for scoring, rewards, and the prediction rows that
-# evaluation breakdowns and report galleries read (`image` with `image_row` / `image_member` finds the picture)
+# evaluation breakdowns and report galleries read (`image` with `image_row` / `image_member` finds the picture;
+# `patient_id` / `image_id` are the clusters every interval resamples, medvqa/eval/stats.py row_clusters)
 META_FIELDS = ("id", "question", "answer", "answer_type", "question_type", "modality", "plane", "organ",
-               "caption", "source", "image", "image_row", "image_member")  # fmt: skip
+               "caption", "source", "image", "image_row", "image_member", "image_id", "patient_id")  # fmt: skip
 
 
 class VQACollator:
@@ -43,8 +44,12 @@ class VQACollator:
         max_pixels: int | None = None,
         max_answer_tokens: int = 256,
         instruction: str | None = None,
+        image_free: bool = False,
     ):
+        """`image_free`: the prompts carry no image at all (no image part in the chat, no image tokens,
+        no pixels): visual reliance's question-only condition (medvqa/eval/visual.py)."""
         self.processor = processor
+        self.image_free = image_free
         self.instruction = instruction  # appended to every question (e.g. GRPO's answer-format request)
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.system_prompt = system_prompt
@@ -60,11 +65,14 @@ class VQACollator:
         self.mm_types = bool(getattr(processor, "return_mm_token_type_ids", False))
 
     @classmethod
-    def from_config(cls, processor, data: Mapping[str, Any], instruction: str | None = None) -> VQACollator:
+    def from_config(
+        cls, processor, data: Mapping[str, Any], instruction: str | None = None, image_free: bool = False
+    ) -> VQACollator:
         """The collator of a `data:` config (its system_prompt, prompt_template, min/max_pixels,
         max_answer_tokens; missing keys take the defaults): training, evaluation and inference build it here."""
         keys = ("system_prompt", "prompt_template", "min_pixels", "max_pixels", "max_answer_tokens")
-        return cls(processor, **{k: data[k] for k in keys if k in data}, instruction=instruction)
+        return cls(processor, **{k: data[k] for k in keys if k in data}, instruction=instruction,
+                   image_free=image_free)  # fmt: skip
 
     def prompt_text(self, sample: VQASample) -> str:
         """The prompt as the model family expects it: its chat template, or PaliGemma's plain prefix."""
@@ -80,13 +88,16 @@ class VQACollator:
 
     def _render(self, question: str) -> str:
         if getattr(self.processor, "chat_template", None):
-            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+            image = [] if self.image_free else [{"type": "image"}]
+            messages = [{"role": "user", "content": [*image, {"type": "text", "text": question}]}]
             if self.system_prompt:
                 messages.insert(
                     0, {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]}
                 )
             return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         # PaliGemma: one <image> placeholder; the processor expands it and adds BOS and the closing newline
+        if self.image_free:
+            return f"answer en {question}"
         return f"{getattr(self.processor, 'image_token', '<image>')}answer en {question}"
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -96,15 +107,7 @@ class VQACollator:
             return empty_batch(n_skipped)
         samples: list[VQASample] = [item["sample"] for item in items]
         images: list[Image.Image] = [item["image"] for item in items]
-        enc = self.processor(
-            text=[self.prompt_text(s) for s in samples],
-            images=images,
-            return_tensors="pt",
-            padding=True,
-            padding_side="left",
-            **self.images_kwargs,
-            **({"return_mm_token_type_ids": False} if self.mm_types else {}),
-        )
+        enc = self._encode([self.prompt_text(s) for s in samples], images)
         if self.mm_types:
             enc["mm_token_type_ids"] = mm_token_types(self.processor, enc["input_ids"])
         enc.pop("labels", None)  # some processors (PaliGemma) build labels of their own; ours follow below
@@ -115,6 +118,25 @@ class VQACollator:
         batch["meta"] = {key: [getattr(s, key) for s in samples] for key in META_FIELDS}
         batch["n_skipped"] = n_skipped
         return batch
+
+    def _encode(self, texts: list[str], images: list[Image.Image]):
+        """The processor's left-padded encoding of the prompts with their images (none when image_free)."""
+        if self.image_free and not getattr(self.processor, "chat_template", None):
+            # PaliGemma's processor refuses a call without images; its prompt after the image tokens is
+            # <bos> prefix \n with token_type_ids 0, which the tokenizer alone gives
+            enc = self.tokenizer([f"{self.tokenizer.bos_token}{t}\n" for t in texts], add_special_tokens=False,
+                                 return_tensors="pt", padding=True, padding_side="left")  # fmt: skip
+            enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
+            return enc
+        return self.processor(
+            text=texts,
+            images=None if self.image_free else images,
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+            **({} if self.image_free else self.images_kwargs),
+            **({"return_mm_token_type_ids": False} if self.mm_types else {}),
+        )
 
     def answer_ids(self, answers: list[str]) -> list[list[int]]:
         """Each answer's tokens (cut to max_answer_tokens) and the end token; cached, as answers repeat."""

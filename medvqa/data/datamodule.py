@@ -25,7 +25,9 @@ from medvqa.data.split import make_splits, shared_groups
 
 log = logging.getLogger(__name__)
 Reader = Callable[..., list[VQASample]]
-IMAGE_MODES = ("real", "blank", "swapped")
+# what evaluation loaders show (visual reliance, medvqa/eval/visual.py): the images, mid-grey ones, another
+# patient's, or none at all (the prompt without image tokens)
+IMAGE_MODES = ("real", "blank", "swapped", "none")
 
 
 class VQADataset(Dataset):
@@ -202,12 +204,12 @@ class MedVQADataModule(L.LightningDataModule):
         return str(path)
 
     # -- loaders -------------------------------------------------------------------------------------
-    def collator(self) -> VQACollator:
+    def collator(self, image_free: bool = False) -> VQACollator:
         if self.processor is None:
             raise RuntimeError(
                 "MedVQADataModule needs the model's processor: pass processor=... (or set .processor) before the loaders"
             )
-        return VQACollator.from_config(self.processor, self.hparams, self.instruction)
+        return VQACollator.from_config(self.processor, self.hparams, self.instruction, image_free)
 
     def dataset(self, split: str, evaluating: bool = False) -> VQADataset:
         """The split's records; only the train split is augmented, and only for training. `image_mode`
@@ -256,7 +258,7 @@ class MedVQADataModule(L.LightningDataModule):
             shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=hp.num_workers,
-            collate_fn=self.collator(),
+            collate_fn=self.collator(image_free=not shuffle and self.image_mode == "none"),
             persistent_workers=hp.num_workers > 0,
             generator=torch.Generator().manual_seed(hp.seed) if shuffle and sampler is None else None,
         )

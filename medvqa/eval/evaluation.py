@@ -7,8 +7,8 @@
 `{split}/...` values the stage logs) over any split and returns them with one prediction row per question.
 `evaluate_split` adds what a reviewer asks for, from the rows, as `conf/eval/default.yaml` says:
 the protocol (`medvqa`, or a published harness's exact port: medvqa/eval/protocols), text-generation metrics of the open answers, seeded
-bootstrap intervals (`<split>_ci`), the scorer's name and library versions, and visual reliance (the
-split scored again with blank and with swapped images). An answer file scored elsewhere comes in as rows
+cluster bootstrap intervals (`<split>_ci`, resampling eval.ci_unit), the scorer's name and library versions,
+and visual reliance (the split scored again with blank, swapped and no images against the real ones). An answer file scored elsewhere comes in as rows
 (`metrics_from_rows`) and goes through the same `evaluate_split`.
 
 `hooks` (callables row -> row) run on every prediction row before anything is computed from the rows: the
@@ -26,7 +26,7 @@ import numpy as np
 
 from medvqa.eval.metrics import VQAScores
 from medvqa.eval.protocols import TABLE as PROTOCOL_TABLE
-from medvqa.eval.stats import bootstrap_ci
+from medvqa.eval.stats import bootstrap_ci, row_clusters
 
 log = logging.getLogger("medvqa")
 SCORER = "medvqa-vqa-v1"
@@ -82,13 +82,19 @@ def apply_protocol(rows: list[dict[str, Any]], metrics: dict[str, float], split:
     metrics |= means(rows, split)
 
 
-def intervals(rows: Sequence[Mapping[str, Any]], n_boot: int, seed: int) -> dict[str, dict[str, Any]]:
-    """{metric: bootstrap 95% interval} for every per-item score the rows carry (medvqa/eval/stats.py)."""
+def intervals(
+    rows: Sequence[Mapping[str, Any]], n_boot: int, seed: int, unit: str = "patient"
+) -> dict[str, dict[str, Any]]:
+    """{metric: cluster bootstrap 95% interval} for every per-item score the rows carry, resampling the
+    rows' patients (else images; `unit`: eval.ci_unit) with the resampled unit and its count beside each
+    interval (`unit`, `n_clusters`; medvqa/eval/stats.py)."""
     keys = sorted({k for r in rows for k in r["scores"]})
     out = {}
     for key in keys:
-        values = [float(r["scores"][key]) for r in rows if key in r["scores"]]
-        out[key] = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+        scored = [r for r in rows if key in r["scores"]]
+        clusters, used = row_clusters(scored, unit)
+        values = [float(r["scores"][key]) for r in scored]
+        out[key] = bootstrap_ci(values, n_boot=n_boot, seed=seed, clusters=clusters, unit=used)
     return out
 
 
@@ -161,7 +167,9 @@ def evaluate_split(
     text_scorers = add_text_metrics(rows, metrics, split, eval_cfg)
     record: dict[str, Any] = {split: metrics, "scorer": scorer_record(protocol, text_scorers)}
     if rows:
-        record[f"{split}_ci"] = intervals(rows, eval_cfg.get("n_boot", 2000), eval_cfg.get("seed", 0))
+        record[f"{split}_ci"] = intervals(
+            rows, eval_cfg.get("n_boot", 2000), eval_cfg.get("seed", 0), eval_cfg.get("ci_unit", "patient")
+        )
     if eval_cfg.get("visual_reliance"):
         record["visual_reliance"] = visual_reliance(score, datamodule, split, rows, eval_cfg, hooks)
     return record, rows
@@ -174,21 +182,23 @@ def _hooked(row: dict[str, Any], hooks: Sequence[Callable[[dict], dict]]) -> dic
 
 
 def visual_reliance(score: Scorer, datamodule, split: str, rows, eval_cfg, hooks=()) -> dict[str, Any]:
-    """The split scored again with blank and with swapped images (datamodule.image_mode) and the gains."""
+    """The split scored again with blank, swapped and no images (datamodule.image_mode) against the real
+    images, and the gains, reliance and sensitivity (medvqa/eval/visual.py visual_gain). The reference is
+    always the real images: a run trained with data.blank_images=true is scored on blank images in its
+    headline, so here blank_images is switched off for every condition and the real pass is scored again."""
     from medvqa.eval.visual import MODES, visual_gain
 
     if datamodule is None:
         raise ValueError(
             "eval.visual_reliance=true needs the model and its images: not with predictions=<file>"
         )
-    if datamodule.hparams.get("blank_images"):
-        log.warning("eval.visual_reliance=true with data.blank_images=true: the 'real' pass is blank too, so "
-                    "every gain is 0 by construction; set data.blank_images=false to score the real images")  # fmt: skip
+    trained_blank = bool(datamodule.hparams.get("blank_images"))
     ablated = {}
     seed = eval_cfg.get("seed", 0)
     datamodule.swap_seed = seed
+    datamodule.hparams.blank_images = False  # every condition shows what its name says
     try:
-        for mode in MODES:
+        for mode in ("real", *MODES) if trained_blank else MODES:
             datamodule.image_mode = mode
             log.info("visual reliance: scoring %s with %s images", split, mode)
             _, mode_rows = score()
@@ -197,5 +207,11 @@ def visual_reliance(score: Scorer, datamodule, split: str, rows, eval_cfg, hooks
             ablated[mode] = mode_rows
     finally:
         datamodule.image_mode = "real"
-    record = visual_gain(rows, ablated, eval_cfg.get("n_boot", 2000), seed)
-    return {"split": split, "seed": seed} | record
+        datamodule.hparams.blank_images = trained_blank
+    real = ablated.pop("real", rows)
+    unit = eval_cfg.get("ci_unit", "patient")
+    record = visual_gain(real, ablated, eval_cfg.get("n_boot", 2000), seed, unit)
+    reference = ("real images, scored again with data.blank_images switched off (the headline split score "
+                 "used the blank images the run was trained on)" if trained_blank else "real images (the "
+                 "headline split score)")  # fmt: skip
+    return {"split": split, "seed": seed, "reference": reference} | record

@@ -49,8 +49,11 @@ def print_results(metrics: dict[str, Any], out: Path) -> None:
 def split_table(record: dict[str, Any], split: str) -> Table:
     """One split's values with their bootstrap 95% intervals and the questions behind each."""
     values, ci = record.get(split, {}), record.get(f"{split}_ci", {})
-    table = Table(title=f"{split} split (fractions; papers print x100)")
-    for name, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right"), ("n", "right")):
+    units = sorted({f"{c['unit']}" for c in ci.values() if "unit" in c})
+    resampled = f"; intervals resample {', '.join(units)} clusters" if units else ""
+    table = Table(title=f"{split} split (fractions; papers print x100{resampled})")
+    for name, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right"), ("n", "right"),
+                          ("clusters", "right")):  # fmt: skip
         table.add_column(name, justify=justify)
     for key in sorted(values, key=lambda k: (k.split("/", 1)[1] not in SHOWN, k)):
         name = key.split("/", 1)[1]
@@ -58,27 +61,44 @@ def split_table(record: dict[str, Any], split: str) -> Table:
             continue
         interval = ci.get(name)
         span = f"[{interval['low']:.3f}, {interval['high']:.3f}]" if interval else "-"
-        table.add_row(name, f"{values[key]:.3f}", span, str(interval["n"]) if interval else "-")
+        n, clusters = (str(interval["n"]), str(interval.get("n_clusters", "-"))) if interval else ("-", "-")
+        table.add_row(name, f"{values[key]:.3f}", span, n, clusters)
     return table
 
 
 def visual_table(record: dict[str, Any]) -> Table:
-    """Scores with real, blank and swapped images and the visual gains, overall and per question type."""
-    table = Table(title=f"visual reliance ({record['split']}): gain = real minus blank / swapped images")
-    for name in ("questions", "metric", "real", "blank", "swapped", "gain blank", "gain swapped"):
+    """Scores with real, blank, swapped and no images, the visual reliance score (real minus the best
+    image-free condition) and image sensitivity (answers changed by blanking or swapping), overall and per
+    question type, with their cluster intervals."""
+    modes = [m for m in ("real", "blank", "swapped", "none") if m in record["scores"]]
+    ci = record.get("reliance_ci") or {}
+    unit = f", {ci['unit']} intervals" if ci else ""
+    table = Table(title=f"visual reliance ({record['split']}{unit}): reliance = real minus the best of blank / "
+                        "none; sensitivity = share of answers changed by blank or swapped images")  # fmt: skip
+    for name in ("questions", "metric", *modes, "reliance", "sensitivity"):
         table.add_column(name, justify="left" if name in ("questions", "metric") else "right")
-    scores, gain = record["scores"], record["gain"]
+
+    def cells(entry: dict[str, Any], scores: dict[str, Any], metric: str) -> list[str]:
+        reliance = entry.get("reliance", {}).get(metric)
+        interval = entry.get("reliance_ci") if metric == "closed_acc" else None
+        shown = "-" if reliance is None else f"{reliance:+.3f}" + (_span(interval) if interval else "")
+        sens = entry.get("sensitivity", {}).get("any")
+        return [*(f"{scores[m].get(metric, 0.0):.3f}" for m in modes), shown,
+                "-" if not sens else f"{sens['mean']:.3f}{_span(sens, signed=False)}"]  # fmt: skip
+
     for metric in ("closed_acc", "open_recall", "exact_match"):
-        if metric in scores["real"]:
-            table.add_row("all", metric, *(f"{scores[m].get(metric, 0.0):.3f}" for m in ("real", "blank", "swapped")),
-                          *(f"{gain[m].get(metric, 0.0):+.3f}" for m in ("blank", "swapped")))  # fmt: skip
+        if metric in record["scores"]["real"]:
+            table.add_row("all", metric, *cells(record, record["scores"], metric))
     for qtype, entry in record["by_question_type"].items():
         metric = "closed_acc" if "closed_acc" in entry["real"] else "open_recall"
         if metric in entry["real"]:
-            table.add_row(f"{qtype} (n={entry['n']})", metric,
-                          *(f"{entry[m].get(metric, 0.0):.3f}" for m in ("real", "blank", "swapped")),
-                          *(f"{entry[f'gain_{m}'].get(metric, 0.0):+.3f}" for m in ("blank", "swapped")))  # fmt: skip
+            table.add_row(f"{qtype} (n={entry['n']})", metric, *cells(entry, entry, metric))
     return table
+
+
+def _span(interval: dict[str, Any], signed: bool = True) -> str:
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f" [{f.format(interval['low'])}, {f.format(interval['high'])}]"
 
 
 def print_evaluation(record: dict[str, Any], split: str, out: Path) -> None:

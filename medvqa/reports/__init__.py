@@ -28,9 +28,11 @@ def write_report(
     n_boot: int = N_BOOT,
     seed: int = 0,
     gallery: int = 48,
+    unit: str = "patient",
 ) -> dict[str, Any]:
     """Compare `run_dirs` (the first is the baseline) and write `out` (HTML) plus `out` with .md and
-    .json suffixes. Returns the comparison (what the .json holds)."""
+    .json suffixes; intervals and tests resample `unit` clusters (eval.ci_unit's choices). Returns the
+    comparison (what the .json holds)."""
     from medvqa.reports.compare import by_id, compare, shared_ids, to_markdown
     from medvqa.reports.html import context, render
     from medvqa.reports.runs import RunFolderError, label_runs, load_run, unique_names
@@ -43,7 +45,7 @@ def write_report(
     for run, name in zip(runs, unique_names([r.name for r in runs]), strict=True):
         run.name = name
     label_runs(runs)
-    result = compare(runs, n_boot=n_boot, seed=seed)
+    result = compare(runs, n_boot=n_boot, seed=seed, unit=unit)
     ids = shared_ids(runs)
     html = render(context(runs, result, [by_id(r, ids) for r in runs], ids, gallery))
     out = Path(out)

@@ -52,23 +52,42 @@ def _uri(fig, plt) -> str:
 def training_curves(runs: list[RunData]) -> str | None:
     """train/loss, val/loss and validation accuracy against step, one line per run; None when no run has
     a CSV log (or matplotlib is missing)."""
-    panels = [key for key in CURVES if any(key in row for run in runs for row in run.curves)]
     plt = _pyplot()
-    if not panels or plt is None:
+    fig = curves_figure(runs, plt) if plt is not None else None
+    return None if fig is None else _uri(fig, plt)
+
+
+def curves_figure(runs: list[RunData], plt):
+    """The figure of `training_curves`. Every point gets a marker, so a validation run only a few times
+    (trainer.val_check_interval, one validation per epoch) shows its points instead of a lone invisible
+    dot; every panel spans the same steps from 0 to the last logged step, and accuracy panels 0 to 1."""
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [key for key in CURVES if any(key in row for run in runs for row in run.curves)]
+    if not panels:
         return None
+    steps = [row["step"] for run in runs for row in run.curves if "step" in row]
+    last = max(steps, default=0) or 1
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 2.7), squeeze=False)
     for ax, key in zip(axes[0], panels, strict=True):
         for k, run in enumerate(runs):
             points = [(row["step"], row[key]) for row in run.curves if key in row and "step" in row]
             if points:
                 xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, "-" if len(xs) > 3 else "o-", color=colour(k), label=run.name, lw=1.4, ms=3)
+                ax.plot(xs, ys, "o-", color=colour(k), label=run.name, lw=1.4, ms=3 if len(xs) > 20 else 4.5)
+        ax.set_xlim(0, last * 1.04)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        values = [row[key] for run in runs for row in run.curves if key in row]
+        if key.endswith("loss"):
+            ax.set_ylim(bottom=min(0.0, *values))  # GRPO's loss can be negative
+        else:  # accuracies and recalls are fractions
+            ax.set_ylim(0, 1.05)
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
     axes[0][0].legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    return _uri(fig, plt)
+    return fig
 
 
 def metric_bars(result: dict[str, Any], names: list[str]) -> str | None:

@@ -63,11 +63,14 @@ def mcnemar_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def breakdown_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per grouping key: its categories (first run's order: largest first) with counts and per run the
-    closed_acc / open_recall of that category; `metrics`: those of the two any category has."""
+    """Per grouping key with two or more categories (one category says nothing the headline does not):
+    its categories (first run's order: largest first) with counts and per run the closed_acc /
+    open_recall of that category; `metrics`: those of the two any category has."""
     tables = []
     first = result["breakdown"][0]
     for key, categories in first.items():
+        if len(categories) < 2:
+            continue
         rows = []
         for value, summary in categories.items():
             per_run = [b.get(key, {}).get(value, {"metrics": {}})["metrics"] for b in result["breakdown"]]
@@ -106,6 +109,7 @@ def context(runs: list[RunData], result: dict[str, Any], tables, ids, limit: int
         "result": result,
         "metric_rows": metric_rows(result),
         "mcnemar_rows": mcnemar_rows(result),
+        "family": sum(d is not None for e in result["metrics"].values() for d in e["diff"]),
         "headlines": headlines(result),
         "metric_chart": charts.metric_bars(result, names),
         "breakdowns": [

@@ -281,7 +281,9 @@ def _generating_model(model: torch.nn.Module) -> torch.nn.Module:
 
 ROW_FIELDS = ("id", "question", "answer", "answer_type")  # always in a prediction row
 # written when the sample has them: what breakdowns group by and where a report finds the picture
-ROW_OPTIONAL = ("question_type", "modality", "plane", "organ", "source", "image", "image_row", "image_member")
+# patient_id / image_id: the clusters of every interval (medvqa/eval/stats.py row_clusters)
+ROW_OPTIONAL = ("question_type", "modality", "plane", "organ", "source", "image", "image_row", "image_member",
+                "image_id", "patient_id")  # fmt: skip
 
 
 def prediction_row(meta: dict[str, list], i: int) -> dict[str, Any]:

@@ -6,10 +6,12 @@ import json
 import sys
 
 import matplotlib.pyplot as plt
+import pytest
 from experiment_helpers import png_size
 from omegaconf import OmegaConf
 
 from medvqa.eval.sweep_plot import axis_kind, plot_sweep, series, sweep_figure
+from medvqa.report import main as report_main
 from medvqa.report import sweep
 
 ROWS = [
@@ -75,19 +77,51 @@ def test_axis_kind_from_values_and_name():
     assert axis_kind("model", ["a", "b"]) == "category"
 
 
-def _fake_multirun(root):
-    """Two job folders as Hydra and medvqa.run write them (overrides + metrics), for the report alone."""
-    for num, lr, acc in [(0, "0.001", 0.5), (1, "0.002", 0.75)]:
+def _fake_multirun(root, config: str | None = None):
+    """Two job folders as Hydra and medvqa.run write them (overrides, config, metrics), for the report
+    alone. Job 0 validates better (0.8 vs 0.6), job 1 tests better (0.75 vs 0.5)."""
+    for num, lr, val, test in [(0, "0.001", 0.8, 0.5), (1, "0.002", 0.6, 0.75)]:
         (root / str(num) / ".hydra").mkdir(parents=True)
         OmegaConf.save(OmegaConf.create([f"stage.lr={lr}"]), root / str(num) / ".hydra" / "overrides.yaml")
-        (root / str(num) / "metrics.json").write_text(json.dumps({"test": {"test/closed_acc": acc}}))
+        if config:
+            (root / str(num) / ".hydra" / "config.yaml").write_text(config)
+        metrics = {"test": {"test/closed_acc": test, "test/closed_exact": test},
+                   "val": {"val/closed_acc": val, "val/closed_exact": 1 - val}}  # fmt: skip
+        (root / str(num) / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_the_best_job_is_chosen_on_validation_with_its_test_score_beside_it(tmp_path):
+    _fake_multirun(tmp_path)
+    markdown = sweep(tmp_path)
+    assert markdown.startswith("2 jobs: 2 ok, 0 failed; best val/closed_acc = 0.8 at stage.lr=0.001 (selected on "
+                               "validation); its test/closed_acc = 0.5 (test is reported, never used to choose)")  # fmt: skip
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    # validation columns first, test beside them; the selected job marked
+    assert table[0].startswith(
+        "| selected | job | stage.lr | status | seconds | val/closed_acc | val/closed_exact | test/"
+    )
+    assert table[2].startswith("| best val | 0 |") and table[3].startswith("|  | 1 |")
+
+
+def test_the_jobs_optimized_metric_is_the_default_and_test_is_refused(tmp_path, capsys):
+    """A sweep of runs monitoring val/closed_exact (DPO, GRPO) is judged by it: the config says so."""
+    config = "stage:\n  monitor: val/closed_exact\noptimized_metric: ${stage.monitor}\nmonitor_mode: max\n"
+    _fake_multirun(tmp_path, config)
+    assert sweep(tmp_path).startswith("2 jobs: 2 ok, 0 failed; best val/closed_exact = 0.4 at stage.lr=0.002")
+    with pytest.raises(SystemExit):
+        report_main(["sweep", str(tmp_path), "--best-by", "test/closed_acc"])
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "Error: optimized_metric=test/closed_acc (--best-by): a sweep selects on validation"
+    )
+    assert "val/closed_acc" in err and len(err.strip().splitlines()) == 1
 
 
 def test_the_report_writes_its_tables_and_says_so_when_matplotlib_is_missing(tmp_path, monkeypatch):
     _fake_multirun(tmp_path)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
     markdown = sweep(tmp_path)
-    assert markdown.startswith("2 jobs: 2 ok, 0 failed; best test/closed_acc = 0.75 at stage.lr=0.002")
+    assert markdown.startswith("2 jobs: 2 ok, 0 failed; best val/closed_acc = 0.8 at stage.lr=0.001")
     assert markdown.rstrip().endswith("no plot: matplotlib is not installed (pip install -e '.[sweep]')")
     assert (tmp_path / "sweep.csv").read_text().count("\n") == 3 and not list(tmp_path.glob("*.png"))
 
@@ -95,9 +129,22 @@ def test_the_report_writes_its_tables_and_says_so_when_matplotlib_is_missing(tmp
 def test_the_report_names_the_optuna_best(tmp_path):
     _fake_multirun(tmp_path)
     OmegaConf.save(
-        OmegaConf.create({"name": "optuna", "best_params": {"stage.lr": 0.002}, "best_value": 0.75}),
+        OmegaConf.create({"name": "optuna", "best_params": {"stage.lr": 0.001}, "best_value": 0.8}),
         tmp_path / "optimization_results.yaml",
     )
     markdown = sweep(tmp_path)
-    assert "\nOptuna best: 0.75 at stage.lr=0.002\n" in markdown
+    assert "\nOptuna best: 0.8 at stage.lr=0.001 (its objective: val/closed_acc, on validation)\n" in markdown
     assert "![sweep_stage.lr](sweep_stage.lr.png)" in markdown and (tmp_path / "sweep_stage.lr.png").is_file()
+
+
+def test_the_runs_objective_for_sweepers_and_optuna_is_a_validation_metric():
+    """`python -m medvqa.run` returns optimized_metric to the sweeper (Optuna maximises it): read from
+    validation only; a test/ name is refused before a search could select on test."""
+    from medvqa.run import objective
+
+    metrics = {"val": {"val/closed_acc": 0.6}, "test": {"test/closed_acc": 0.9}}
+    assert objective(metrics, "val/closed_acc") == 0.6
+    with pytest.raises(
+        ValueError, match=r"optimized_metric=test/closed_acc: sweeps and Optuna select on valid"
+    ):
+        objective(metrics, "test/closed_acc")

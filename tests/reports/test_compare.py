@@ -41,13 +41,49 @@ def test_paired_differences_and_mcnemar_match_the_hand_counts(runs, tmp_path):
     # exact McNemar: B 5 vs 1 discordant -> 2 (C(6,0) + C(6,1)) / 2^6; C 0 vs 8 -> 2 / 2^8
     assert result["mcnemar"]["closed_acc"][1] == {"n": 20, "b": 5, "c": 1, "p_value": 14 / 64}
     assert result["mcnemar"]["closed_acc"][2] == {"n": 20, "b": 0, "c": 8, "p_value": 2 / 256}
-    # the interval is the paired bootstrap of the id-aligned per-item scores, in A's order
-    assert closed["diff"][1] == paired_bootstrap_ci(A, B, n_boot=500, seed=0)
+    # the interval is the paired bootstrap of the id-aligned per-item scores, in A's order (rows without
+    # patient or image: every question its own cluster)
+    interval = paired_bootstrap_ci(A, B, n_boot=500, seed=0)
+    assert {k: closed["diff"][1][k] for k in interval} == interval and interval["unit"] == "question"
     assert closed["diff"][1]["low"] <= -0.2 <= closed["diff"][1]["high"]
     opened = result["metrics"]["open_recall"]
     assert opened["n"] == 4 and opened["diff"][1]["mean"] == pytest.approx((3.0 - 2.5) / 4)
-    # C is better on closed_acc by both tests; B's drop is not significant by McNemar (p = 0.22)
-    assert significant(result, "closed_acc", 2) and not significant(result, "closed_acc", 1)
+    # the sign-flip permutation p of C's 8 one-sided discordant questions is 2 / 2^8 as McNemar's, but Holm
+    # over the table's 12 metric x run differences multiplies the smallest by 12: no star
+    assert closed["diff"][2]["p_value"] == pytest.approx(2 / 256, abs=0.002)
+    assert closed["diff"][2]["p_holm"] == pytest.approx(12 * closed["diff"][2]["p_value"])
+    assert not significant(result, "closed_acc", 2) and not significant(result, "closed_acc", 1)
+
+
+def test_a_large_difference_survives_holm_and_clusters_decide_significance(tmp_path, image_fields):
+    """60 closed questions, C right on all, A on none: p = 1/10001 before Holm, ~0.001 after, a star. The
+    same answers on 3 patients (20 questions each) are 3 observations: p >= 2/8 however many questions."""
+    a, c = make_run(tmp_path / "a", [0] * 60), make_run(tmp_path / "c", [1] * 60)
+    result = write_report([a, c], tmp_path / "r.html", n_boot=200)
+    assert result["unit"] == "question" and significant(result, "closed_acc", 1)
+    patients = [{"image": f"x{i}.png", "patient_id": f"p{i // 20}"} for i in range(60)]
+    a = make_run(tmp_path / "pa", [0] * 60, images=patients)
+    c = make_run(tmp_path / "pc", [1] * 60, images=patients)
+    clustered = write_report([a, c], tmp_path / "p.html", n_boot=200)
+    diff = clustered["metrics"]["closed_acc"]["diff"][1]
+    assert (clustered["unit"], diff["n_clusters"]) == ("patient", 3) and diff["p_value"] > 0.2
+    assert clustered["mcnemar"]["closed_acc"][1]["p_value"] < 1e-15  # the test that assumes independence
+    assert not significant(clustered, "closed_acc", 1)
+    by_image = write_report([a, c], tmp_path / "i.html", n_boot=200, unit="image")
+    assert by_image["metrics"]["closed_acc"]["diff"][1]["n_clusters"] == 60
+
+
+def test_runs_scored_by_different_protocols_are_refused(tmp_path, capsys):
+    a, b = make_run(tmp_path / "a", A), make_run(tmp_path / "b", B)
+    for path, protocol in ((a, "medvqa"), (b, "llava_med")):
+        metrics = json.loads((path / "metrics.json").read_text())
+        metrics["scorer"] = {"name": "medvqa-vqa-v1", "protocol": protocol}
+        (path / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(SystemExit):
+        report_main(["compare", str(a), str(b), "--out", str(tmp_path / "r.html")])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: ") and len(err.splitlines()) == 1
+    assert "medvqa-vqa-v1 protocol=medvqa" in err and "medvqa-vqa-v1 protocol=llava_med" in err
 
 
 def test_identical_runs_differ_by_exactly_zero(tmp_path):
@@ -101,7 +137,9 @@ def test_cli_prints_the_tables_and_writes_html_md_json(runs, tmp_path, capsys):
     saved = json.loads(out.with_suffix(".json").read_text())
     assert [r["name"] for r in saved["runs"]] == ["fp32", "fp16", "bf16"]
     markdown = out.with_suffix(".md").read_text()
-    assert "| closed_acc | 20 | 0.600 [" in markdown and "+0.400 [" in markdown and " *" in markdown
+    assert "| closed_acc | 20 | 0.600 [" in markdown and "+0.400 [" in markdown
+    assert "after Holm's correction over all 12 metric x run differences" in markdown
+    assert "McNemar closed_acc (assumes independent questions)" in markdown
     assert out.read_text().startswith("<!DOCTYPE html>")
 
 

@@ -40,8 +40,9 @@ def test_report_opens_in_chromium_with_every_image_loaded(tmp_path, image_fields
         shot = full_page_screenshot(driver, tmp_path / "report.png")
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(shot, ARTIFACTS / "report.png")
-    # 7 charts (metrics, 5 groupings, curves) + 30 thumbnails: every gallery item has its picture
-    assert len(images) == 7 + 30
+    # 6 charts (metrics, 4 groupings: source has one category and no section, curves) + 30 thumbnails:
+    # every gallery item has its picture
+    assert len(images) == 6 + 30
     assert [alt for alt, complete, w, h in images if not (complete and w > 0 and h > 0)] == []
     assert columns == 3
     assert [entry for entry in logs if entry["level"] in ("SEVERE", "WARNING")] == []
