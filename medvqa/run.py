@@ -233,6 +233,8 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as e:  # one failed job of a sweep is recorded in its folder and the sweep goes on
         log.exception("sweep job %s failed", HydraConfig.get().job.num)
         atomic_write_json(Path(cfg.paths.output_dir) / "failed.json", {"error": f"{type(e).__name__}: {e}"})
+        if OmegaConf.select(cfg, "pipeline.until_stage") is not None:
+            raise  # a chained SLURM stage job (medvqa/slurm.py): failing cancels the stages after it (afterok)
         # no value: hydra-optuna-sweeper 1.3 then marks the trial failed and goes on (a NaN makes it tell Optuna
         # 2.10 "failed" with a value, which raises and ends the search); the basic sweeper ignores it
         return None
