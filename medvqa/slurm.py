@@ -152,11 +152,15 @@ class SlurmLauncher(SubmititSlurmLauncher):
             jobs.append(job)
             previous = job.job_id
         try:
-            return jobs[-1].results()[0]
-        except Exception as e:
+            result = jobs[-1].results()[0]
+        except Exception:
             message = _chain_failure(plan, start, jobs, out)
             log.error("%s", message)
             return JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=RuntimeError(message))
+        summary = out / "summary.md"
+        if summary.is_file():  # the last stage's job wrote it: show it here too, not only in that job's log
+            log.info("pipeline #%d finished in %s\n%s", idx, out, summary.read_text())
+        return result
 
 
 def _failure(out: Path, job_return: JobReturn) -> str | None:

@@ -114,8 +114,14 @@ up() {
   echo "export SLURM_CONF=$SLURM_CONF"
 }
 
-down() {  # stop the daemons this script started, by the PIDs it wrote; jobs still running go with slurmd
+down() {  # cancel this cluster's jobs, then stop the daemons this script started, by the PIDs it wrote
   local name pid
+  if [ -f "$DIR/slurmctld.started.pid" ] && kill -0 "$(cat "$DIR/slurmctld.started.pid")" 2>/dev/null; then
+    export SLURM_CONF=$DIR/slurm.conf  # job steps outlive slurmd: let slurm end them while it still can
+    scancel --quiet --full --state=RUNNING 2>/dev/null || true
+    scancel --quiet --state=PENDING 2>/dev/null || true
+    for _ in $(seq 30); do [ -z "$(squeue -h -t RUNNING,COMPLETING 2>/dev/null)" ] && break; sleep 1; done
+  fi
   for name in slurmd slurmctld munged; do
     [ -f "$DIR/$name.started.pid" ] || continue
     pid=$(cat "$DIR/$name.started.pid")

@@ -94,5 +94,6 @@ class Preemption(L.Callback):
                             trainer.global_step, ckpt, job)  # fmt: skip
                 return
             log.error("scontrol requeue %s failed: %s", job, done.stderr.strip())
-        log.warning("stopped by a signal at step %d of %d: saved %s\nresume with: %s",
-                    trainer.global_step, trainer.max_steps, ckpt, resume_command(out))  # fmt: skip
+        requeued = "\n(a SLURM job requeued by scontrol or preemption resumes from it by itself)" if job else ""
+        log.warning("stopped by a signal at step %d of %d: saved %s\nresume with: %s%s",
+                    trainer.global_step, trainer.max_steps, ckpt, resume_command(out), requeued)  # fmt: skip

@@ -78,6 +78,7 @@ class ProgressBar(RichProgressBar):
         step, now = trainer.global_step, time.perf_counter()
         first = self._logged_step == self._start[1] and step > self._logged_step
         due = step - self._logged_step >= self.log_every_n_steps or now - self._logged_at >= self.log_every_s
+        due = due or step == self._total_steps()  # and the last step
         if step == self._logged_step or not (first or due):
             return
         self._logged_step, self._logged_at = step, now
