@@ -34,7 +34,9 @@ log = logging.getLogger("medvqa")
 def accounting_disabled() -> bool:
     """True when this cluster keeps no job accounting (sacct cannot answer)."""
     try:
-        config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+        config = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return False
     return "accounting_storage/none" in config
@@ -50,7 +52,16 @@ def use_squeue_states() -> None:
             if not to_check:
                 return None
             # slurmctld keeps finished jobs MinJobAge seconds; --states=all lists them with their end state
-            return ["squeue", "--states=all", "--array", "--noheader", "-o", "%i|%T|%N", "-j", ",".join(to_check)]
+            return [
+                "squeue",
+                "--states=all",
+                "--array",
+                "--noheader",
+                "-o",
+                "%i|%T|%N",
+                "-j",
+                ",".join(to_check),
+            ]
 
         def read_info(self, string):
             text = string if isinstance(string, str) else string.decode()
@@ -74,7 +85,9 @@ class SlurmLauncher(SubmititSlurmLauncher):
 
         params = dict(self.params)
         folder, max_num_timeout = params.pop("submitit_folder"), params.pop("max_num_timeout", 0)
-        executor = submitit.AutoExecutor(cluster="slurm", folder=folder, slurm_max_num_timeout=max_num_timeout)
+        executor = submitit.AutoExecutor(
+            cluster="slurm", folder=folder, slurm_max_num_timeout=max_num_timeout
+        )
         base = set(OmegaConf.structured(BaseQueueConf).keys())
         params = {k if k in base else f"slurm_{k}": v for k, v in params.items()}
         if dependency:
@@ -117,9 +130,12 @@ class SlurmLauncher(SubmititSlurmLauncher):
 
     def _run_array(self, singles: list[tuple]) -> dict[int, JobReturn]:
         """Every job one array task; wait for all, then name the failed ones and their logs."""
-        jobs = self._executor().map_array(self, *zip(*(self._args(o, idx) for idx, o, _, _ in singles)))
+        columns = zip(
+            *(self._args(o, idx) for idx, o, _, _ in singles), strict=True
+        )  # map_array takes columns
+        jobs = self._executor().map_array(self, *columns)
         returns, failed = {}, []
-        for (idx, overrides, out, _), job in zip(singles, jobs):
+        for (idx, overrides, out, _), job in zip(singles, jobs, strict=True):
             try:
                 returns[idx] = job.results()[0]
             except Exception as e:  # the job died outside medvqa's own error handling (killed, out of memory)
@@ -146,7 +162,9 @@ class SlurmLauncher(SubmititSlurmLauncher):
         (out / "failed.json").unlink(missing_ok=True)  # an earlier attempt's error; this one writes its own
         jobs, previous = [], None
         for k in range(start, len(plan)):
-            job = self._executor(previous).submit(self, *self._args([*overrides, f"++pipeline.until_stage={k + 1}"], idx))
+            job = self._executor(previous).submit(
+                self, *self._args([*overrides, f"++pipeline.until_stage={k + 1}"], idx)
+            )
             log.info("pipeline #%d: stage %d (%s) is job %s%s", idx, k + 1, plan[k]["name"], job.job_id,
                      f", after {previous} succeeds" if previous else "")  # fmt: skip
             jobs.append(job)
@@ -156,7 +174,9 @@ class SlurmLauncher(SubmititSlurmLauncher):
         except Exception:
             message = _chain_failure(plan, start, jobs, out)
             log.error("%s", message)
-            return JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=RuntimeError(message))
+            return JobReturn(
+                overrides=overrides, status=JobStatus.FAILED, _return_value=RuntimeError(message)
+            )
         summary = out / "summary.md"
         if summary.is_file():  # the last stage's job wrote it: show it here too, not only in that job's log
             log.info("pipeline #%d finished in %s\n%s", idx, out, summary.read_text())
@@ -176,13 +196,15 @@ def _failure(out: Path, job_return: JobReturn) -> str | None:
 def _chain_failure(plan: list[dict[str, Any]], start: int, jobs: list, out: Path) -> str:
     """Which stage failed (its error and log) and which stages were never started."""
     lines = []
-    for k, job in zip(range(start, len(plan)), jobs):
+    for k, job in zip(range(start, len(plan)), jobs, strict=True):
         stage_dir = out / plan[k]["dir"]
         if (stage_dir / "metrics.json").is_file():
             continue
         state = job.state
         if state not in ("CANCELLED", "PENDING"):
-            error = _failure(out, JobReturn(status=JobStatus.COMPLETED)) or state  # the pipeline's failed.json
+            error = (
+                _failure(out, JobReturn(status=JobStatus.COMPLETED)) or state
+            )  # the pipeline's failed.json
             lines.append(f"pipeline stage {k + 1} ({plan[k]['name']}) failed (job {job.job_id}, {state}): "
                          f"{error}\n  log: {job.paths.stdout}  (stderr: {job.paths.stderr})")  # fmt: skip
         else:

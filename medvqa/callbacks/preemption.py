@@ -44,7 +44,9 @@ def resume_command(out: Path) -> str:
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("hydra.run.dir=", "ckpt_path="))]
+        overrides = [
+            o for o in HydraConfig.get().overrides.task if not o.startswith(("hydra.run.dir=", "ckpt_path="))
+        ]
     except ValueError:  # not under @hydra.main (a test, a notebook)
         overrides = ["<the same overrides>"]
     return "python -m medvqa.run " + shlex.join([*overrides, f"hydra.run.dir={out}", "ckpt_path=last"])
@@ -73,9 +75,13 @@ class Preemption(L.Callback):
         log.info("%s received: stopping after this step to save a checkpoint and requeue the job",
                  signal.Signals(signum).name)  # fmt: skip
         self.requeue = True
-        signal.raise_signal(signal.SIGTERM)  # Lightning's SIGTERM path stops the loop at the next step boundary
+        signal.raise_signal(
+            signal.SIGTERM
+        )  # Lightning's SIGTERM path stops the loop at the next step boundary
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         if not isinstance(exception, SIGTERMException):
             return
         exception.code = self.exit_code  # the same exception is re-raised by Lightning: exit 143, not 0
@@ -94,6 +100,8 @@ class Preemption(L.Callback):
                             trainer.global_step, ckpt, job)  # fmt: skip
                 return
             log.error("scontrol requeue %s failed: %s", job, done.stderr.strip())
-        requeued = "\n(a SLURM job requeued by scontrol or preemption resumes from it by itself)" if job else ""
+        requeued = (
+            "\n(a SLURM job requeued by scontrol or preemption resumes from it by itself)" if job else ""
+        )
         log.warning("stopped by a signal at step %d of %d: saved %s\nresume with: %s%s",
                     trainer.global_step, trainer.max_steps, ckpt, resume_command(out), requeued)  # fmt: skip

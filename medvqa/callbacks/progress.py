@@ -71,7 +71,11 @@ class ProgressBar(RichProgressBar):
             self.progress.update(self.train_progress_bar_id, description=description)
 
     def _total_steps(self) -> int:
-        return self.trainer.max_steps if self.trainer.max_steps > 0 else int(self.trainer.estimated_stepping_batches)
+        return (
+            self.trainer.max_steps
+            if self.trainer.max_steps > 0
+            else int(self.trainer.estimated_stepping_batches)
+        )
 
     def _log_step(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """One line per log_every_n_steps steps or log_every_s seconds, and after the first step."""
@@ -84,7 +88,9 @@ class ProgressBar(RichProgressBar):
         self._logged_step, self._logged_at = step, now
         total, (t0, s0) = self._total_steps(), self._start
         eta = timedelta(seconds=round((now - t0) / (step - s0) * (total - step))) if step > s0 else "?"
-        shown = {k: v for k, v in self.get_metrics(trainer, pl_module).items() if k not in ("lr", "samples/s")}
+        shown = {
+            k: v for k, v in self.get_metrics(trainer, pl_module).items() if k not in ("lr", "samples/s")
+        }
         loss = " ".join(f"{k} {_fmt(v)}" for k, v in shown.items() if "loss" in k)
         rate = self.samples_per_second()
         lr = self.get_metrics(trainer, pl_module).get("lr", "-")
@@ -111,7 +117,9 @@ class ProgressBar(RichProgressBar):
         super().on_validation_start(trainer, pl_module)
         self._phase(trainer, f"validating at step {trainer.global_step}", trainer.num_val_batches)
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
         self._phase_batch(trainer, "validating", batch_idx, trainer.num_val_batches)
 

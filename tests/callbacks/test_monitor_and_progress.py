@@ -40,7 +40,9 @@ def test_progress_bar_shows_steps_of_max_steps_on_a_step_budget():
     assert bar._get_train_description(t.current_epoch).strip() == "step 6/6"
     shown = [task.description.strip() for task in bar.progress.tasks]
     assert "step 6/6" in shown and not any("/-" in d for d in shown)
-    epochs = trainer(max_steps=-1, max_epochs=2, callbacks=[ProgressBar(plain=False)], enable_progress_bar=True)
+    epochs = trainer(
+        max_steps=-1, max_epochs=2, callbacks=[ProgressBar(plain=False)], enable_progress_bar=True
+    )
     epochs.fit(sft_module(model, processor, lr=0.1), loader(processor, 2, 4))
     assert (
         epochs.progress_bar_callback._get_train_description(1).strip() == "Epoch 1/1"
@@ -69,9 +71,13 @@ def test_plain_progress_logs_step_rate_loss_lr_eta_every_n_steps_and_the_eval_ph
         t.test(t.lightning_module, loader(processor, 4, 8))
     steps = _lines(caplog, r"^step \d")
     assert [int(re.match(r"step (\d+)/6", s).group(1)) for s in steps] == [1, 3, 5, 6]  # first, every 2, last
-    assert re.fullmatch(r"step 3/6 \| [\d.]+ samples/s \| train/loss [\d.]+ \| lr [\d.e+-]+ \| ETA \d+:\d\d:\d\d", steps[1])
+    assert re.fullmatch(
+        r"step 3/6 \| [\d.]+ samples/s \| train/loss [\d.]+ \| lr [\d.e+-]+ \| ETA \d+:\d\d:\d\d", steps[1]
+    )
     assert _lines(caplog, r"^training: step 0 of 6")
-    assert _lines(caplog, r"^validating at step 3: 2 batches$") and _lines(caplog, r"^validating at step 6: 2 batches$")
+    assert _lines(caplog, r"^validating at step 3: 2 batches$") and _lines(
+        caplog, r"^validating at step 6: 2 batches$"
+    )
     assert len(_lines(caplog, r"^validation done in [\d.]+ s$")) == 2
     assert _lines(caplog, r"^testing: 2 batches$") and _lines(caplog, r"^testing done in")
 
@@ -82,4 +88,9 @@ def test_plain_progress_also_logs_every_log_every_s_seconds(caplog):
     t = trainer(max_steps=4, callbacks=[bar], enable_progress_bar=True)
     with caplog.at_level("INFO", logger="medvqa"):
         t.fit(sft_module(model, processor, lr=0.1), loader(processor, 2, 8))
-    assert [s.split(" |")[0] for s in _lines(caplog, r"^step \d")] == ["step 1/4", "step 2/4", "step 3/4", "step 4/4"]
+    assert [s.split(" |")[0] for s in _lines(caplog, r"^step \d")] == [
+        "step 1/4",
+        "step 2/4",
+        "step 3/4",
+        "step 4/4",
+    ]

@@ -3,6 +3,7 @@
 import os
 import signal
 
+import lightning as L
 import pytest
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -11,38 +12,30 @@ from train_helpers import loader, sft_module, tiny_lora, trainer
 from medvqa.callbacks.preemption import Preemption, slurm_job_id
 
 
-class TermAt:
+class TermAt(L.Callback):
     """Sends this process SIGTERM after optimizer step `step`, as `kill -TERM <pid>` would."""
 
     def __init__(self, step: int):
         self.step = step
 
-    def __call__(self):
-        from lightning.pytorch import Callback
-
-        step = self.step
-
-        class _Term(Callback):
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                if trainer.global_step == step:
-                    os.kill(os.getpid(), signal.SIGTERM)
-
-        return _Term()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def test_sigterm_saves_last_ckpt_at_the_step_it_reached_and_exits_143(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     model, processor = tiny_lora()
-    t = trainer(max_steps=8, default_root_dir=tmp_path, callbacks=[Preemption(), TermAt(3)()])
+    t = trainer(max_steps=8, default_root_dir=tmp_path, callbacks=[Preemption(), TermAt(3)])
     with pytest.raises(SIGTERMException) as stopped:
         t.fit(sft_module(model, processor, lr=0.1), loader(processor, 2, 16))
     assert stopped.value.code == 143  # Lightning alone exits 0
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 3 and ckpt["optimizer_states"] and ckpt["loops"]["fit_loop"]
     assert "resume with: python -m medvqa.run" in caplog.text and "ckpt_path=last" in caplog.text
-    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None) or callable(signal.getsignal(signal.SIGTERM))
     resumed = trainer(max_steps=8, default_root_dir=tmp_path, callbacks=[Preemption()])
-    resumed.fit(sft_module(model, processor, lr=0.1), loader(processor, 2, 16), ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"))
+    last = str(tmp_path / "checkpoints" / "last.ckpt")
+    resumed.fit(sft_module(model, processor, lr=0.1), loader(processor, 2, 16), ckpt_path=last)
     assert resumed.global_step == 8  # the resumed run finishes the budget from step 3
 
 
