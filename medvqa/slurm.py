@@ -78,6 +78,16 @@ class SlurmLauncher(SubmititSlurmLauncher):
         if OmegaConf.select(config, "trainer.accelerator") == "cpu":
             self.params["gpus_per_node"] = None  # a CPU run asks the cluster for no GPUs
 
+    def __call__(self, sweep_overrides: list[str], *args) -> JobReturn:
+        """Runs one job on the node (submitit unpickles the launcher there). Hydra's run_job keeps a job's
+        exception in its JobReturn, so the job would exit 0; a chained stage's must not: raised here, it exits
+        non-zero and SLURM cancels the stages waiting on it (afterok)."""
+        job_return = super().__call__(sweep_overrides, *args)
+        chained = any(o.startswith("++pipeline.until_stage=") for o in sweep_overrides)
+        if chained and job_return.status == JobStatus.FAILED:
+            raise job_return._return_value
+        return job_return
+
     def _executor(self, dependency: str | None = None):
         """submitit's executor with this launcher's parameters (as hydra-submitit-launcher builds it), and an
         afterok dependency on the job `dependency` when given."""
