@@ -5,13 +5,18 @@ real one-node cluster: tests/test_slurm_cluster.py (make test-slurm)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from pathlib import Path
 
+import pytest
 import submitit  # the `slurm` extra; make install installs it
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from medvqa.run import CONF_DIR
+from medvqa.pipeline import run_pipeline
+from medvqa.run import CONF_DIR, compose_config
 
 
 def render_sbatch(overrides: list[str], tmp_path, monkeypatch, dependency: str | None = None) -> str:
@@ -21,7 +26,7 @@ def render_sbatch(overrides: list[str], tmp_path, monkeypatch, dependency: str |
     fake_srun.parent.mkdir(exist_ok=True)
     fake_srun.write_text("#!/bin/sh\nexit 1\n")
     fake_srun.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake_srun.parent}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{fake_srun.parent}:{os.environ['PATH']}")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             "train",
@@ -77,3 +82,24 @@ def test_a_chained_stage_waits_for_the_previous_job_to_succeed(tmp_path, monkeyp
                                         tmp_path, monkeypatch, dependency="41"))  # fmt: skip
     assert opts["dependency"] == "afterok:41" and opts["kill-on-invalid-dep"] == "yes"
     assert opts["mail-type"] == "END"  # the user's own extra options stay
+
+
+def test_until_stage_runs_stages_up_to_k_and_leaves_the_summary_to_the_last_job(tmp_path):
+    """What a chained stage job runs: stages 1..k (finished ones skipped), no summary; k out of range refused."""
+    ran = []
+
+    def train(scfg):  # records the stage and leaves what a finished stage leaves: adapter and metrics
+        out = Path(scfg.paths.output_dir)
+        ran.append(out.name)
+        (out / "adapter").mkdir(parents=True)
+        (out / "adapter" / "adapter_config.json").write_text("{}")
+        (out / "metrics.json").write_text(json.dumps({"test": {"test/closed_acc": 0.5}}))
+        return {"test": {"test/closed_acc": 0.5}}
+
+    cfg = lambda k: compose_config(["experiment=exp4_curriculum", f"++pipeline.until_stage={k}"], tmp_path)  # noqa: E731
+    run_pipeline(cfg(2), train)
+    assert ran == ["1_easy", "2_medium"] and not (tmp_path / "summary.json").exists()
+    run_pipeline(cfg(3), train)  # the last job: stages 1-2 finished, skipped
+    assert ran == ["1_easy", "2_medium", "3_hard"] and (tmp_path / "summary.json").is_file()
+    with pytest.raises(ValueError, match=r"pipeline.until_stage=4: the pipeline has stages 1..3"):
+        run_pipeline(cfg(4), train)
