@@ -9,7 +9,7 @@ ARGS    ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: system-deps help install train test test-full bench lint format clean curriculum sweep report app
+.PHONY: system-deps help install train test test-full test-slurm slurm-up slurm-down bench lint format clean curriculum sweep report app
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -58,8 +58,20 @@ app: install  ## the guarded Gradio app on 127.0.0.1:7860 with the latest run (t
 test: install  ## fast test suite (CPU, < 10 min)
 	$(BIN)/python -m pytest -q $(ARGS)
 
-test-full: install  ## every test, slow end-to-end bars included
-	$(BIN)/python -m pytest -q -m "not gpu" $(ARGS)
+test-full: install  ## every test, slow end-to-end bars included (the SLURM ones: make test-slurm)
+	$(BIN)/python -m pytest -q -m "not gpu and not slurm" $(ARGS)
+
+# A private one-node SLURM cluster (scripts/slurm_test_cluster.sh): slurm-wlm + munge installed with apt-get
+# when missing, config and state under SLURM_TEST_DIR, never /etc/slurm; root starts the daemons.
+SLURM_TEST_DIR ?= /tmp/medvqa-slurm
+slurm-up:  ## start the one-node test cluster (root); prints the export SLURM_CONF=... line to use it
+	@SLURM_TEST_DIR=$(SLURM_TEST_DIR) scripts/slurm_test_cluster.sh up
+
+slurm-down:  ## stop the daemons slurm-up started (by their PIDs)
+	@SLURM_TEST_DIR=$(SLURM_TEST_DIR) scripts/slurm_test_cluster.sh down
+
+test-slurm: install  ## SLURM tests on the test cluster they start and stop (root): sweeps, chains, requeue, DDP under srun
+	$(BIN)/python -m pytest -q -m slurm tests/test_slurm_cluster.py $(ARGS)
 
 bench: install  ## SFT step/collation benchmark, JSON on stdout
 	$(BIN)/python -m medvqa.bench sft $(ARGS)

@@ -16,7 +16,9 @@ Each stage is a whole run (medvqa/run.py `train`) in its own folder (config.yaml
 predictions.jsonl ...). The pipeline folder gets summary.md / summary.json (the test metrics after every
 stage, always on the same unfiltered test split) and metrics.json (the last stage's, which a sweep reads).
 A stage is finished when its folder holds metrics.json: running again in the same folder skips finished
-stages and continues an interrupted one from its checkpoints/last.ckpt.
+stages and continues an interrupted one from its checkpoints/last.ckpt. `pipeline.until_stage=k` runs (or
+skips, when finished) stages 1..k only and writes no summary: on SLURM each stage is its own job
+(medvqa/slurm.py chains them with afterok), and the last stage's job writes the summary.
 The pipeline folder's report.html compares the stages (python -m medvqa.report compare; docs/report.md).
 """
 
@@ -141,8 +143,11 @@ def run_pipeline(cfg: DictConfig, train: Train) -> dict[str, Any]:
     writer = rank_zero_only.rank == 0  # under DDP every rank runs the pipeline; rank 0 writes its files
     if writer:
         OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    until = cfg.pipeline.get("until_stage")
+    if until is not None and not 1 <= int(until) <= len(plan):
+        raise ValueError(f"pipeline.until_stage={until}: the pipeline has stages 1..{len(plan)}")
     results = []
-    for i, stage in enumerate(plan):
+    for i, stage in enumerate(plan[: int(until or len(plan))]):
         done = out / stage["dir"] / "metrics.json"
         if done.is_file():
             log.info(
@@ -154,6 +159,8 @@ def run_pipeline(cfg: DictConfig, train: Train) -> dict[str, Any]:
             (out / stage["dir"]).mkdir(parents=True, exist_ok=True)
             metrics = train(stage_config(cfg, plan, i, out))
         results.append(summary_row(stage, metrics, out))
+    if len(results) < len(plan):  # a chained stage job (until_stage): the summary is the last job's
+        return metrics
     summary = {"mode": cfg.pipeline.get("mode", "sequential"), "stages": results}
     if writer:
         atomic_write_json(out / "summary.json", summary)

@@ -84,6 +84,7 @@ def make_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
 
 def evaluate_untrained(cfg: DictConfig, module, datamodule) -> dict[str, float]:
     """Test-split scores before any training, on a throw-away trainer (no logger, no checkpoints)."""
+    log.info("scoring the untrained model on test (%d questions)", len(datamodule.splits.get("test", [])))
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
                           enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     return {k: float(v) for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
@@ -124,6 +125,8 @@ def evaluate_weights(cfg: DictConfig, trainer: L.Trainer, module, datamodule) ->
     fit may be of other weights: the best is often earlier, the last validation before the last steps.) Also
     the decoding config evaluation used."""
     best = cfg.get("test_weights") == "best" and _has_best(trainer)
+    log.info("scoring the %s weights on val and test (%d + %d questions)", "best" if best else "last",
+             len(datamodule.splits.get("val", [])), len(datamodule.splits.get("test", [])))  # fmt: skip
     ckpt = "best" if best else None
     # the re-validation goes to metrics.json only: the loggers' curves keep the validations of training
     loggers, trainer.loggers = trainer.loggers, []
@@ -160,15 +163,18 @@ def _split_metrics(results: list[dict], trainer: L.Trainer, prefix: str) -> dict
 
 def resume_path(cfg: DictConfig) -> str | None:
     """`ckpt_path=last` continues this run dir's checkpoints/last.ckpt; a missing one is an error, not a
-    silent fresh start (Lightning only warns)."""
+    silent fresh start (Lightning only warns). A SLURM job that was requeued continues its last.ckpt."""
     ckpt_path = cfg.get("ckpt_path")
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if ckpt_path == "last":
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         if not last.is_file():
             raise FileNotFoundError(
                 f"ckpt_path=last but {last} does not exist; resume in the killed run's folder: "
                 "python -m medvqa.run hydra.run.dir=<that run dir> ckpt_path=last (same overrides as before)"
             )
+        return str(last)
+    if ckpt_path is None and os.environ.get("SLURM_RESTART_COUNT", "0") != "0" and last.is_file():
+        log.info("SLURM requeued this job: resuming from %s", last)  # saved by callbacks.preemption
         return str(last)
     return ckpt_path
 
@@ -238,6 +244,8 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as e:  # one failed job of a sweep is recorded in its folder and the sweep goes on
         log.exception("sweep job %s failed", HydraConfig.get().job.num)
         atomic_write_json(Path(cfg.paths.output_dir) / "failed.json", {"error": f"{type(e).__name__}: {e}"})
+        if OmegaConf.select(cfg, "pipeline.until_stage") is not None:
+            raise  # a chained SLURM stage job (medvqa/slurm.py): failing cancels the stages after it (afterok)
         # no value: hydra-optuna-sweeper 1.3 then marks the trial failed and goes on (a NaN makes it tell Optuna
         # 2.10 "failed" with a value, which raises and ends the search); the basic sweeper ignores it
         return None
