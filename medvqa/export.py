@@ -1,7 +1,7 @@
 """`python -m medvqa.export run=outputs/<run> out=exported/ [check_items=64] [force=false] [quantize=int8|int4]`
 
 Merge the run's adapter, check the merged answers, write a standalone transformers checkpoint with its model
-card (medvqa/models/export.py, conf/export.yaml, docs/export.md). The checked items' answers go to this
+card (medvqa/inference/export.py, conf/export.yaml, docs/export.md). The checked items' answers go to this
 command's own folder (hydra.run.dir, export_check.jsonl), never into the export: they quote held-out data.
 """
 
@@ -40,7 +40,7 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     with user_errors():
-        from medvqa.models.export import export_run
+        from medvqa.inference.export import export_run
 
         record = export_run(cfg.run, cfg.out, cfg.check_items, cfg.force, cfg.quantize, cfg.device)
         rows = check_rows(record["answers"])

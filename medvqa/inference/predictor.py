@@ -34,7 +34,7 @@ from medvqa.data.errors import DataError
 from medvqa.data.images import load_image, open_image
 from medvqa.data.sample import VQASample
 from medvqa.inference import scoring
-from medvqa.models.export import eval_stage
+from medvqa.inference.export import eval_stage
 from medvqa.stages.base import VLMStage
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from medvqa.models import merge
-from medvqa.models.export import RECORD, ExportRefused, export_run
+from medvqa.inference import merge
+from medvqa.inference.export import RECORD, ExportRefused, export_run
 from medvqa.run import compose_config, train
 from tests.train_helpers import tiny_run
 
@@ -37,11 +37,6 @@ def run_without_medvqa(script: Path, args: list[str], cwd: Path) -> subprocess.C
     code = NO_MEDVQA.format(root=str(ROOT), argv=[str(script), *args], script=str(script))
     return subprocess.run([sys.executable, "-I", "-c", code], cwd=cwd, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def run_dir(tiny_run_dir) -> Path:
-    return tiny_run_dir
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """A run's model as a standalone transformers checkpoint: merge the adapter, verify, (quantize), write.
 
-    from medvqa.models.export import export_run
+    from medvqa.inference.export import export_run
 
     record = export_run("outputs/<run>", "exported/", check_items=64)
 
@@ -24,8 +24,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from medvqa.io import atomic_write_json
-from medvqa.models import merge
-from medvqa.models.model_card import model_card
+from medvqa.inference import merge
+from medvqa.inference.model_card import model_card
 from medvqa.models.quantize import check_form, load_quantized
 from medvqa.models.runs import load_run, run_config
 from medvqa.stages.base import VLMStage
