@@ -6,19 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
-
 from medvqa.data.images import open_image
 from medvqa.guard.abstain import calibrate_kinds, score_of
 
 
 def run_questions(run_dir: str | Path):
-    """(datamodule set up with the run's data config, split and seed; the training questions)."""
+    """(datamodule set up with the run's data config, split and seed; the training questions). The run's
+    stored (absolute) data.root is read as it is, never generated anew (medvqa/inference/run_data.py)."""
+    from medvqa.inference.run_data import run_datamodule
     from medvqa.models.runs import run_config
 
-    cfg = run_config(run_dir)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup()
+    datamodule = run_datamodule(run_config(run_dir))
     return datamodule, [s.question for s in datamodule.splits["train"]]
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from medvqa.inference import merge
 from medvqa.inference.model_card import model_card
+from medvqa.inference.run_data import run_datamodule
 from medvqa.io import atomic_write_json
 from medvqa.models.quantize import check_form, load_quantized
 from medvqa.models.runs import load_run, run_config
@@ -56,9 +56,8 @@ def check_batches(
     as the run's evaluation collated them (data.eval_batch_size, unless `batch_size`), on `device`."""
     if n is not None and n <= 0:
         return []
-    datamodule = instantiate(cfg.data, **({"eval_batch_size": batch_size} if batch_size else {}))
+    datamodule = run_datamodule(cfg, **({"eval_batch_size": batch_size} if batch_size else {}))
     datamodule.processor = processor
-    datamodule.setup()
     datamodule.splits["test"] = datamodule.splits["test"][:n]
     if not datamodule.splits["test"]:
         raise ValueError(

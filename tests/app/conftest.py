@@ -27,9 +27,16 @@ START_TIMEOUT = 300  # s: model load and calibration on a loaded 2-core machine
 
 @pytest.fixture(scope="session")
 def tiny_app_run(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("app_data")
+    """Trained as a user trains: from its own folder with a relative `paths.data_dir`, which the run must
+    store as the absolute folder it used (the app, started elsewhere, reads that data and writes none)."""
+    home = tmp_path_factory.mktemp("app_home")
     out = tmp_path_factory.mktemp("app_run")
-    train(compose_config(tiny_run(data), output_dir=out))
+    before = os.getcwd()
+    os.chdir(home)
+    try:
+        train(compose_config(tiny_run("app_data"), output_dir=out))
+    finally:
+        os.chdir(before)
     return out
 
 

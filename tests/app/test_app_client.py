@@ -76,8 +76,18 @@ def test_bad_questions_get_a_message(client, question, message):
 def test_the_app_never_logs_questions(app_server):
     log = Path(app_server["log"]).read_text()
     assert "Do I have cancer" not in log and "Is there a lesion" not in log and "Traceback" not in log
-    # and writes nothing where it runs (no Hydra log file or .hydra folder, no upload copies)
+    # and writes nothing where it runs (no Hydra log file or .hydra folder, no upload copies, and no copy
+    # of the run's dataset: the run stored its data's absolute folder, which the guard read)
     assert list(Path(app_server["cwd"]).iterdir()) == []
+
+
+def test_the_run_stores_the_absolute_data_folder_the_app_reads(tiny_app_run):
+    import yaml
+
+    config = yaml.safe_load((tiny_app_run / "config.yaml").read_text())
+    root = Path(config["data"]["root"])
+    assert root.is_absolute() and root.parent.name == "app_data" and root.is_dir(), root
+    assert all(Path(config["paths"][k]).is_absolute() for k in ("root_dir", "data_dir", "output_dir"))
 
 
 def non_loopback_addresses() -> list[str]:
