@@ -3,7 +3,6 @@ parallel; every answer and every summary belongs to the session's own image (not
 
 from __future__ import annotations
 
-import ast
 import base64
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -14,10 +13,8 @@ SESSIONS, QUESTIONS = 4, ["Which organ is shown?", "What imaging modality was us
 
 
 def _text(message: dict) -> str:
-    """A chat message's text: gradio_client gives a string, a list of parts, or such a list's repr."""
+    """A chat message's text: gradio_client gives a string or a list of parts."""
     content = message["content"]
-    if isinstance(content, str) and content.startswith("[{"):
-        content = ast.literal_eval(content)
     if isinstance(content, (list, tuple)):
         return " ".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
     return str(content)
@@ -31,9 +28,7 @@ def session(url: str, image_path) -> dict:
     shown = []
     for question in QUESTIONS:
         chat, _, _, summary = client.predict(question, api_name="/ask")
-        shown.append(
-            chat[-1]["content"] if isinstance(chat[-1]["content"], str) else str(chat[-1]["content"])
-        )
+        shown.append(_text(chat[-1]))
     page = base64.b64decode(re.search(r"base64,([^\"]+)\"", summary).group(1)).decode()
     return {"picture": picture, "status": status, "shown": shown, "page": page}
 
