@@ -24,8 +24,10 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported an
 import hydra
 from omegaconf import DictConfig
 
+from medvqa.app_sessions import DROPPED, NoUploadDownloads, SessionLog, remove_upload
 from medvqa.cli import user_errors
 from medvqa.guard.guard import Decision, Guard
+from medvqa.guard.novelty import NOVEL_TEXT
 from medvqa.reports.summary import image_data_uri, session_summary, summary_link
 
 log = logging.getLogger("medvqa")
@@ -81,10 +83,12 @@ class ChatApp:
     answers a file exactly as predict / evaluate do. A guard in mode off needs `allow_unguarded`."""
 
     def __init__(self, predictor, guard: Guard, reference_dir: str | None = None, max_question_chars: int = 500,
-                 reference_questions: dict[str, str] | None = None, allow_unguarded: bool = False):  # fmt: skip
+                 reference_questions: dict[str, str] | None = None, allow_unguarded: bool = False,
+                 max_turns: int = 50):  # fmt: skip
         check_unguarded(guard.mode, allow_unguarded)
         self.predictor, self.guard = predictor, guard
-        self.max_question_chars = max_question_chars
+        self.max_question_chars, self.max_turns = max_question_chars, max_turns
+        self.sessions = SessionLog()  # session hashes that held an image: a dropped one is told so
         self.max_side, self.window = predictor.max_side, predictor.window
         self.references = reference_images(reference_dir)
         self.reference_questions = reference_questions or {}
@@ -93,8 +97,11 @@ class ChatApp:
     def new_state() -> dict[str, Any]:
         return {"image": None, "turns": []}
 
-    def upload(self, path: str | None, state: dict) -> tuple:
-        """(state, image html, status, reference html, summary html) for an uploaded file."""
+    def upload(self, path: str | None, state: dict, session: str | None = None) -> tuple:
+        """(state, image html, status, reference html, summary html) for an uploaded file. `session`:
+        Gradio's session hash (remembered, so that a session whose state was dropped is told so). An image
+        unlike the training images (the guard's novelty check) is kept, but no question about it is
+        answered."""
         from medvqa.data.errors import DataError
         from medvqa.data.images import load_image
 
@@ -108,21 +115,33 @@ class ChatApp:
             kept = image_html(state["image"], "your image") if state.get("image") is not None else ""
             return state, kept, upload_problem(str(e)), state.get("reference", ""), self.summary(state)
         # a new image starts a new conversation
-        state = {"image": image, "turns": [], "reference": self.reference_panel(image)}
-        shown = image_html(image, "your image")
-        return state, shown, "Image loaded. Ask a question about it.", state["reference"], self.summary(state)
+        novelty = self.guard.image_verdict(image)
+        novel = novelty is not None and novelty.novel
+        state = {"image": image, "turns": [], "novelty": novelty,
+                 "reference": "" if novel else self.reference_panel(image)}  # fmt: skip
+        self.sessions.held_image(session)
+        status = NOVEL_TEXT if novel else "Image loaded. Ask a question about it."
+        return state, image_html(image, "your image"), status, state["reference"], self.summary(state)
 
-    def ask(self, question: str | None, state: dict) -> tuple:
-        """(state, chat messages, question box, status, summary html) after one question."""
+    def ask(self, question: str | None, state: dict, session: str | None = None) -> tuple:
+        """(state, chat messages, question box, status, summary html) after one question; at most
+        `max_turns` questions per image, so a session's memory stays bounded."""
         state = state or self.new_state()
-        problem = (
-            NO_IMAGE if state.get("image") is None else check_question(question, self.max_question_chars)
-        )
+        if self.sessions.was_dropped(session, state):
+            problem = DROPPED
+        elif state.get("image") is None:
+            problem = NO_IMAGE
+        elif len(state.get("turns", [])) >= self.max_turns:
+            problem = (f"This conversation has reached {self.max_turns} questions. Download the summary, then "
+                       "upload your image again to ask more.")  # fmt: skip
+        else:
+            problem = check_question(question, self.max_question_chars)
         if problem:
             return state, chat_messages(state, self.guard.mode), question or "", problem, self.summary(state)
         text = question.strip()
         try:
-            decision = self.guard.decide(text, lambda q: self.predictor.answer(state["image"], q))
+            decision = self.guard.decide(text, lambda q: self.predictor.answer(state["image"], q),
+                                         state.get("novelty"))  # fmt: skip
         except Exception as e:  # the page says so; the log gets the error type only, never the question
             log.error("answering failed: %s", type(e).__name__)
             return state, chat_messages(state, self.guard.mode), text, \
@@ -208,12 +227,12 @@ def chat_messages(state: dict, mode: str) -> list[dict[str, str]]:
 
 
 def read_and_delete(path: str) -> bytes:
-    """The upload's bytes; Gradio's temporary copy is removed at once, so the image lives in memory only."""
-    file = Path(path)
+    """The upload's bytes; Gradio's temporary copy and its hash-named folder are removed at once, so the
+    image lives in memory only (medvqa/app_sessions.py)."""
     try:
-        return file.read_bytes()
+        return Path(path).read_bytes()
     finally:
-        file.unlink(missing_ok=True)
+        remove_upload(path)
 
 
 def upload_problem(error: str) -> str:
@@ -293,26 +312,38 @@ def build_blocks(chat: ChatApp, session_ttl_s: float | None = 3600):
                 summary = gr.HTML(elem_id="summary")
         gr.Markdown(f"*{chat.guard.disclaimer}*")
 
-        def on_upload(path, session):  # the file field is emptied again: ready for the next upload
-            return (*chat.upload(path, session), None)
+        def on_upload(path, session, request: gr.Request):  # the file field is emptied: ready for the next
+            return (*chat.upload(path, session, request.session_hash), None)
+
+        def on_ask(text, session, request: gr.Request):
+            return chat.ask(text, session, request.session_hash)
+
+        for handler in (on_upload, on_ask):  # the class itself: Gradio finds gr.Request by annotation, and
+            handler.__annotations__["request"] = gr.Request  # this module's postponed ones are strings
 
         shown = [state, picture, status, reference, summary, upload]
         upload.upload(on_upload, [upload, state], shown, api_name="upload")
         outputs = [state, chatbot, question, status, summary]
-        ask.click(chat.ask, [question, state], outputs, api_name="ask")
-        question.submit(chat.ask, [question, state], outputs, api_name=False)
+        ask.click(on_ask, [question, state], outputs, api_name="ask")
+        question.submit(on_ask, [question, state], outputs, api_name=False)
     return demo
 
 
-def launch(demo, host: str, port: int, max_file_size: str, block: bool = True):
-    """Serve on host:port: no share link, no monitoring or MCP endpoints, errors shown as messages only."""
+def launch(demo, host: str, port: int, max_file_size: str, block: bool = True, max_sessions: int = 64):
+    """Serve on host:port: no share link, no monitoring or MCP endpoints, errors shown as messages only; at
+    most `max_sessions` sessions held (Gradio drops the least recently used first), nothing served from
+    Gradio's upload folder (medvqa/app_sessions.py)."""
+    from starlette.middleware import Middleware
+
     if not is_loopback(host):
         print(f"WARNING: app.host={host} listens beyond this machine: anyone who can reach it can upload images "
               "and read answers. Use app.host=127.0.0.1 unless the network is trusted.", flush=True)  # fmt: skip
     try:
         return demo.launch(server_name=host, server_port=port, share=False, show_error=False, quiet=True,
                            max_file_size=max_file_size, enable_monitoring=False, mcp_server=False,
-                           ssr_mode=False, footer_links=[], prevent_thread_lock=not block)  # fmt: skip
+                           ssr_mode=False, footer_links=[], prevent_thread_lock=not block,
+                           state_session_capacity=max_sessions,
+                           app_kwargs={"middleware": [Middleware(NoUploadDownloads)]})  # fmt: skip
     except OSError as e:  # Gradio: "Cannot find empty port in range: 7860-7860"
         if "port" not in str(e).lower():
             raise
@@ -343,7 +374,7 @@ def build(cfg: DictConfig) -> ChatApp:
     if guard.mode == "off":
         print(f"WARNING: {UNGUARDED}", flush=True)
     return ChatApp(predictor, guard, app.reference_dir, app.max_question_chars,
-                   dict(app.reference_questions or {}), allow)  # fmt: skip
+                   dict(app.reference_questions or {}), allow, int(app.get("max_turns", 50)))  # fmt: skip
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="app")
@@ -352,9 +383,8 @@ def main(cfg: DictConfig) -> None:
     with user_errors():
         chat = build(cfg)
         print(f"medvqa app on http://{cfg.app.host}:{cfg.app.port} (guard={chat.guard.mode})", flush=True)
-        launch(
-            build_blocks(chat, cfg.app.session_ttl_s), cfg.app.host, int(cfg.app.port), cfg.app.max_file_size
-        )
+        launch(build_blocks(chat, cfg.app.session_ttl_s), cfg.app.host, int(cfg.app.port), cfg.app.max_file_size,
+               max_sessions=int(cfg.app.max_sessions))  # fmt: skip
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -90,8 +90,20 @@ def evaluate_untrained(cfg: DictConfig, module, datamodule) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
 
 
+def absolute_paths(cfg: DictConfig) -> None:
+    """`paths.*` and `data.root` as absolute paths, in place, before anything reads them: config.yaml then
+    names the folders the run really used, so the app, predict and export read the run's own data from
+    any folder (a relative `./data/synthetic` would be another folder, or a new copy, elsewhere)."""
+    with open_dict(cfg):
+        for key in ("paths.root_dir", "paths.data_dir", "paths.output_dir", "data.root"):
+            value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+            if isinstance(value, str) and value:
+                OmegaConf.update(cfg, key, os.path.abspath(os.path.expanduser(value)), merge=False)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.time()
+    absolute_paths(cfg)
     out = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
     check_quantization(cfg.model.get("quantization"))  # peft=qlora on a machine without CUDA stops here

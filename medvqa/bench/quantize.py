@@ -3,7 +3,7 @@
     python -m medvqa.bench quantize [run=/tmp/rdef] [forms=int8,int4] [device=cpu] [test_items=all]
                                     [latency_items=32]
 
-Exports the run (`medvqa.models.export.export_run`, merge check skipped: that is export's own job) in fp32
+Exports the run (`medvqa.inference.export.export_run`, merge check skipped: that is export's own job) in fp32
 and in every form, then, in a fresh process per model (so peak memory is its own), loads the export with
 plain `AutoModelForImageTextToText.from_pretrained` and measures:
 - `size_mb`: the checkpoint's weight files on disk;
@@ -41,7 +41,7 @@ def _measure(
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from medvqa.eval.metrics import VQAScores
-    from medvqa.models.export import check_batches, eval_stage
+    from medvqa.inference.export import check_batches, eval_stage
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg, dev = OmegaConf.load(Path(run) / "config.yaml"), torch.device(device)
@@ -83,7 +83,7 @@ def run(
     test_items: str | int | None = None,
     latency_items: str | int = 32,
 ) -> dict[str, Any]:
-    from medvqa.models.export import export_run
+    from medvqa.inference.export import export_run
     from medvqa.models.quantize import check_form
 
     names = [check_form(f) for f in str(forms).split(",") if f]

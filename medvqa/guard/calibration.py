@@ -6,19 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
-
 from medvqa.data.images import open_image
 from medvqa.guard.abstain import calibrate_kinds, score_of
 
 
 def run_questions(run_dir: str | Path):
-    """(datamodule set up with the run's data config, split and seed; the training questions)."""
+    """(datamodule set up with the run's data config, split and seed; the training questions). The run's
+    stored (absolute) data.root is read as it is, never generated anew (medvqa/inference/run_data.py)."""
+    from medvqa.inference.run_data import run_datamodule
     from medvqa.models.runs import run_config
 
-    cfg = run_config(run_dir)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup()
+    datamodule = run_datamodule(run_config(run_dir))
     return datamodule, [s.question for s in datamodule.splits["train"]]
 
 
@@ -51,3 +49,36 @@ def answer_samples(predictor, samples, datamodule, batch_size: int = 16) -> list
                  for s in chunk]  # fmt: skip
         answers += predictor.answer_many(items, batch_size=batch_size, progress=False)
     return answers
+
+
+def run_novelty(datamodule, quantile: float | None, max_images: int | None = 2000):
+    """The run's NoveltyGuard (medvqa/guard/novelty.py), fitted on (the first `max_images` distinct) training
+    images and thresholded on the validation images that are not also training images; None when
+    `quantile` is None (guard.novelty_quantile=null: no image check). Images are decoded as the run decodes
+    them, one at a time; an image that cannot be decoded is left out."""
+    from medvqa.data.errors import DataError
+    from medvqa.guard.novelty import NoveltyGuard
+
+    if quantile is None:
+        return None
+    hp = datamodule.hparams
+
+    def images(split: str, leave_out: set[str]):
+        seen: set[str] = set()
+        for s in datamodule.splits.get(split) or []:
+            if (
+                s.image in seen
+                or s.image in leave_out
+                or (max_images is not None and len(seen) >= max_images)
+            ):
+                continue
+            seen.add(s.image)
+            try:
+                yield open_image(s, hp.max_image_side, hp.window)
+            except DataError:
+                continue
+
+    train_paths = {s.image for s in datamodule.splits["train"]}
+    # generators: each image is reduced to its features as it is decoded, never all held at once
+    return NoveltyGuard.fit(images("train", set()), images("val", train_paths), quantile, hp.max_image_side,
+                            hp.window)  # fmt: skip

@@ -22,11 +22,16 @@ log = logging.getLogger("medvqa")
 
 
 def guarded_scores(guard: Guard, questions: Sequence[str], answers: Sequence, truths: Sequence[str],
-                   truth_kinds: Sequence[str]) -> dict:  # fmt: skip
+                   truth_kinds: Sequence[str], images: Sequence | None = None) -> dict:  # fmt: skip
     """Each answer (medvqa.inference.Answer, already computed) goes through `guard.decide` as if the model
-    had just given it. `accuracy_*` is right-by-protocol (closed_acc for closed, open_recall 1 for open);
-    closed_acc and open_recall are also given per share."""
-    decisions = [guard.decide(q, lambda _q, a=a: a) for q, a in zip(questions, answers, strict=True)]
+    had just given it, with its image's novelty verdict (`images`, one per question; None: no check).
+    `accuracy_*` is right-by-protocol (closed_acc for closed, open_recall 1 for open); closed_acc and
+    open_recall are also given per share; `novel_rate` is the share of questions whose image the novelty
+    check flagged (null without the check)."""
+    images = list(images) if images is not None else [None] * len(questions)
+    decisions = [
+        guard.decide(q, lambda _q, a=a: a, v) for q, a, v in zip(questions, answers, images, strict=True)
+    ]
     rows = [
         (d.guard == "answered", is_correct(a.answer, t, k, q), k, score_item(a.answer, t, k, q))
         for d, a, t, k, q in zip(decisions, answers, truths, truth_kinds, questions, strict=True)
@@ -39,6 +44,7 @@ def guarded_scores(guard: Guard, questions: Sequence[str], answers: Sequence, tr
         "accuracy_unguarded": _mean([r[1] for r in rows]),
         "decisions": dict(Counter(d.guard for d in decisions)),
         "rules": dict(Counter(d.rule for d in decisions)),
+        "novel_rate": _mean([v.novel for v in images if v is not None]) if guard.novelty else None,
     }
     for share, subset in (("answered", answered), ("unguarded", rows)):
         report[f"closed_acc_{share}"] = _mean([r[3]["closed_acc"] for r in subset if r[2] == "closed"])
@@ -105,12 +111,12 @@ def evaluate_guard(cfg, datamodule, samples) -> tuple[dict, dict]:
     guard = instantiate(cfg.guard)(run_dir=cfg.run, predictor=predictor)
     answers = answer_samples(predictor, samples, datamodule, int(cfg.guard.get("batch_size", 16)))
     questions = [s.question for s in samples]
+    images = sample_verdicts(guard, samples)
     report = guarded_scores(
-        guard, questions, answers, [s.answer for s in samples], [s.answer_type for s in samples]
+        guard, questions, answers, [s.answer for s in samples], [s.answer_type for s in samples], images
     )
-    decisions = {
-        s.id: guard.decide(q, lambda _q, a=a: a) for s, q, a in zip(samples, questions, answers, strict=True)
-    }
+    decisions = {s.id: guard.decide(q, lambda _q, a=a: a, v)
+                 for s, q, a, v in zip(samples, questions, answers, images, strict=True)}  # fmt: skip
     thresholds = {
         k: None if math.isinf(v) else v for k, v in guard.thresholds.items()
     }  # null: never answered
@@ -122,10 +128,24 @@ def evaluate_guard(cfg, datamodule, samples) -> tuple[dict, dict]:
     return report | {"shipped": shipped_refusal(guard)}, decisions
 
 
+def sample_verdicts(guard: Guard, samples) -> list:
+    """The novelty verdict of each sample's image, each distinct image decoded once (None: no check)."""
+    if guard.novelty is None:
+        return [None] * len(samples)
+    by_image: dict[tuple, object] = {}
+    for s in samples:
+        key = (s.image, s.image_row, s.image_member)
+        if key not in by_image:
+            by_image[key] = guard.image_verdict(s.image, s.image_row, s.image_member)
+    return [by_image[(s.image, s.image_row, s.image_member)] for s in samples]
+
+
 def guard_line(report: dict) -> str:
     """One printed line of the guard's figures."""
     line = (f"guard={report['mode']}: coverage {_fmt(report['coverage'])}, accuracy on the answered share "
             f"{_fmt(report['accuracy_answered'])} (unguarded {_fmt(report['accuracy_unguarded'])})")  # fmt: skip
+    if report.get("novel_rate") is not None:
+        line += f"; images unlike the training images {_fmt(report['novel_rate'])} of the questions"
     shipped = report.get("shipped") or {}
     if shipped:
         line += (

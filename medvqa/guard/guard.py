@@ -20,7 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from PIL import Image
+
 from medvqa.guard.abstain import score_of
+from medvqa.guard.novelty import NOVEL_IMAGE, NOVEL_TEXT, NoveltyGuard, NoveltyVerdict
 from medvqa.guard.output import ALARMING_REFERRAL, DISCLAIMER, alarming, with_disclaimer
 from medvqa.guard.scope import ScopeGuard
 
@@ -38,7 +41,7 @@ class Decision:
     """What the guard decided for one question. `answer` is the model's raw Answer (None when the question
     never reached the model); `confidence` the score the threshold was applied to (closed: probability,
     open: mean token log-probability); `rule` names the check that decided (a scope kind such as `cancer`
-    or `unlike_training`, `low_confidence`, `alarming`, `in_scope`, `off`); `reason` says it in a sentence."""
+    or `unlike_training`, `novel_image`, `low_confidence`, `alarming`, `in_scope`, `off`); `reason` says it in a sentence."""
 
     guard: Literal["answered", "referred", "abstained"]
     shown_text: str
@@ -64,6 +67,7 @@ class Guard:
     target_precision: float = 0.95
     disclaimer: str = DISCLAIMER
     calibration: dict[str, Any] = field(default_factory=dict)  # how the thresholds were found
+    novelty: NoveltyGuard | None = None  # images unlike the training images are not answered (None: no check)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -73,9 +77,12 @@ class Guard:
         if self.mode != "off" and self.scope is None:
             raise ValueError(f"guard.mode={self.mode} needs a scope guard (the run's training questions)")
 
-    def decide(self, question: str, answer_fn: Callable[[str], Any]) -> Decision:
-        """Scope -> model (`answer_fn(question)` -> Answer) -> output check -> abstention. In patient mode
-        an out-of-scope question never reaches `answer_fn`."""
+    def decide(self, question: str, answer_fn: Callable[[str], Any], image: NoveltyVerdict | None = None
+               ) -> Decision:  # fmt: skip
+        """Scope -> image novelty (`image`: `self.image_verdict` of the question's image, None: not checked)
+        -> model (`answer_fn(question)` -> Answer) -> output check -> abstention. In patient mode an
+        out-of-scope question, or any question about a novel image, never reaches `answer_fn`. The scope
+        comes first, so a question in crisis gets the crisis text whatever the image."""
         if self.mode == "off":
             answer = answer_fn(question)
             return Decision("answered", answer.answer, answer, score_of(answer), "off", "guard off")
@@ -84,8 +91,22 @@ class Guard:
             answer = answer_fn(question) if self.mode == "research" else None
             return self._shown(Decision("referred", verdict.referral, answer, _score(answer), verdict.kind,
                                         f"out of scope: {verdict.detail}"))  # fmt: skip
+        if image is not None and image.novel:
+            answer = answer_fn(question) if self.mode == "research" else None
+            return self._shown(Decision("referred", NOVEL_TEXT, answer, _score(answer), NOVEL_IMAGE,
+                                        f"unlike the training images: {image.reason}"))  # fmt: skip
         answer = answer_fn(question)
         return self._shown(self.judge(question, answer, verdict.detail))
+
+    def image_verdict(self, image, row: int | None = None, member: str = "") -> NoveltyVerdict | None:
+        """The novelty check of an image (PIL as decoded, or bytes / a path, with `row` / `member` for a
+        parquet row or zip member, decoded as the run decodes them); None with no check (guard=off,
+        guard.novelty_quantile=null) or an image that cannot be decoded."""
+        if self.mode == "off" or self.novelty is None:
+            return None
+        if isinstance(image, Image.Image):
+            return self.novelty.check(image)
+        return self.novelty.check_source(image, row, member)
 
     def judge(self, question: str, answer, scope_detail: str = "") -> Decision:
         """The output check and the abstention threshold on an in-scope question's answer."""
@@ -112,11 +133,14 @@ class Guard:
     @classmethod
     def for_run(cls, run_dir, predictor, mode: Mode = "patient", target_precision: float = 0.95,
                 min_similarity: float = 0.5, encoder: str | None = None, calibration_items: int | None = 512,
-                batch_size: int = 16, thresholds: dict[str, float] | None = None) -> Guard:  # fmt: skip
+                batch_size: int = 16, thresholds: dict[str, float] | None = None,
+                novelty_quantile: float | None = 0.99, novelty_images: int | None = 2000) -> Guard:  # fmt: skip
         """The guard of one run: scope from its training questions, thresholds calibrated on (the first
         `calibration_items` of) its validation split by `predictor` (medvqa.inference.Predictor), unless
-        `thresholds` fixes them ({closed: probability, open: mean log-probability})."""
-        from medvqa.guard.calibration import calibrate_run, run_questions
+        `thresholds` fixes them ({closed: probability, open: mean log-probability}); the image novelty
+        check fitted on (`novelty_images` of) its training images, thresholded at `novelty_quantile` of its
+        validation images' distances (None: no image check)."""
+        from medvqa.guard.calibration import calibrate_run, run_novelty, run_questions
 
         if mode == "off":
             return cls(mode="off", target_precision=target_precision)
@@ -135,10 +159,15 @@ class Guard:
             )
         else:
             thresholds, info = fixed_thresholds(thresholds), {"items": 0, "fixed": True}
+        novelty = run_novelty(datamodule, novelty_quantile, novelty_images)
+        if novelty is not None:
+            finite = math.isfinite(novelty.threshold)  # inf: no distances to set it by (JSON has no inf)
+            info["novelty"] = {"quantile": novelty_quantile, "threshold": novelty.threshold if finite else None,
+                               "train_images": len(novelty.train)}  # fmt: skip
         info["seconds"] = round(time.time() - started, 1)
         log.info("guard %s: thresholds %s from %d val answers in %.1f s", mode, thresholds, info["items"],
                  info["seconds"])  # fmt: skip
-        return cls(mode, scope, thresholds, target_precision, calibration=info)
+        return cls(mode, scope, thresholds, target_precision, calibration=info, novelty=novelty)
 
 
 def fixed_thresholds(thresholds) -> dict[str, float]:

@@ -6,9 +6,11 @@
 Two tests, both must pass:
 1. no explicit pattern (patterns.py) matches: diagnosis, prognosis, treatment, medication, urgency,
    self-harm, "is it cancer", prompt injection, ...;
-2. the question is like the questions the run was trained on: its largest cosine similarity to them
+2. every clause of the question (clauses.py: cut at sentence ends, ";", "also", and an "and" that opens a
+   new clause) is like the questions the run was trained on: its largest cosine similarity to them
    (sentence-transformers embeddings) is at least `min_similarity`. A question unlike every training
-   question is one the model has no evidence of answering well, whatever it asks.
+   question is one the model has no evidence of answering well, whatever it asks; a worry joined to an
+   allowed question ("... and does it look bad?") is such a clause.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from medvqa.guard.clauses import clauses
 from medvqa.guard.patterns import REFERRALS, match_kind
 
 UNLIKE = "unlike_training"
@@ -84,14 +87,27 @@ class ScopeGuard:
         best = int(scores.argmax())
         return float(scores[best]), self.questions[best]
 
+    def clause_similarities(self, parts: list[str]) -> list[tuple[float, str]]:
+        """`similarity` of each clause, encoded in one batch."""
+        q = self.encoder.encode(parts, normalize_embeddings=True, convert_to_tensor=True)
+        scores = q @ self._train.T
+        best = scores.argmax(dim=1).tolist()
+        return [(float(scores[i, b]), self.questions[b]) for i, b in enumerate(best)]
+
     def check(self, question: str) -> ScopeVerdict:
+        """Patterns on the whole question (so the crisis kinds keep their precedence), then the similarity
+        test on every clause (medvqa/guard/clauses.py): the question is in scope only when each clause is
+        like some training question; the verdict names the first clause that is not."""
         found = match_kind(question)
         if found:
             return ScopeVerdict(False, found[0], None, f"pattern {found[0]}: {found[1]!r}")
-        score, nearest = self.similarity(question)
-        if score < self.min_similarity:
-            detail = (
-                f"similarity {score:.2f} < {self.min_similarity:.2f} (nearest training question {nearest!r})"
-            )
-            return ScopeVerdict(False, UNLIKE, score, detail)
-        return ScopeVerdict(True, "", score, f"similarity {score:.2f} to {nearest!r}")
+        parts = clauses(question)
+        scored = list(zip(parts, self.clause_similarities(parts), strict=True))
+        where = lambda part: f" in clause {part!r}" if len(parts) > 1 else ""  # noqa: E731
+        for part, (score, nearest) in scored:
+            if score < self.min_similarity:
+                detail = (f"similarity {score:.2f} < {self.min_similarity:.2f}{where(part)} (nearest training "
+                          f"question {nearest!r})")  # fmt: skip
+                return ScopeVerdict(False, UNLIKE, score, detail)
+        part, (score, nearest) = min(scored, key=lambda s: s[1][0])
+        return ScopeVerdict(True, "", score, f"similarity {score:.2f}{where(part)} to {nearest!r}")

@@ -35,7 +35,7 @@ from medvqa.data.images import load_image, open_image
 from medvqa.data.pixels import check_frame
 from medvqa.data.sample import VQASample
 from medvqa.inference import scoring
-from medvqa.models.export import eval_stage
+from medvqa.inference.export import eval_stage
 from medvqa.stages.base import VLMStage
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from medvqa.run import ROOT_DIR, compose_config, train
 from tests.train_helpers import tiny_run
@@ -27,9 +25,16 @@ START_TIMEOUT = 300  # s: model load and calibration on a loaded 2-core machine
 
 @pytest.fixture(scope="session")
 def tiny_app_run(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("app_data")
+    """Trained as a user trains: from its own folder with a relative `paths.data_dir`, which the run must
+    store as the absolute folder it used (the app, started elsewhere, reads that data and writes none)."""
+    home = tmp_path_factory.mktemp("app_home")
     out = tmp_path_factory.mktemp("app_run")
-    train(compose_config(tiny_run(data), output_dir=out))
+    before = os.getcwd()
+    os.chdir(home)
+    try:
+        train(compose_config(tiny_run("app_data"), output_dir=out))
+    finally:
+        os.chdir(before)
     return out
 
 
@@ -81,16 +86,25 @@ def app_server(tiny_app_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def scan_png(tmp_path_factory) -> Path:
-    """A radiology-like PNG: a bright organ with a brighter spot."""
-    rng = np.random.default_rng(0)
-    pixels = np.full((56, 56), 30, np.uint8)
-    pixels[12:44, 12:44] = 140
-    pixels[20:28, 32:40] = 250
-    pixels = np.clip(pixels + rng.integers(0, 20, pixels.shape), 0, 255).astype(np.uint8)
-    path = tmp_path_factory.mktemp("upload") / "scan.png"
-    Image.fromarray(pixels).convert("RGB").save(path)
-    return path
+def training_pngs(tiny_app_run, tmp_path_factory) -> list[Path]:
+    """The run's distinct training images, each saved as a PNG as it is decoded: images like the ones the
+    model was trained on, so the guard's novelty check lets them through (a pydicom CT is not)."""
+    from medvqa.data.images import open_image
+    from medvqa.guard.calibration import run_questions
+
+    datamodule, _ = run_questions(tiny_app_run)
+    folder, paths, seen = tmp_path_factory.mktemp("upload"), [], set()
+    for sample in datamodule.splits["train"]:
+        if sample.image not in seen:
+            seen.add(sample.image)
+            paths.append(folder / f"scan{len(paths)}.png")
+            open_image(sample).save(paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="session")
+def scan_png(training_pngs) -> Path:
+    return training_pngs[0]
 
 
 @pytest.fixture(scope="session")

@@ -76,8 +76,18 @@ def test_bad_questions_get_a_message(client, question, message):
 def test_the_app_never_logs_questions(app_server):
     log = Path(app_server["log"]).read_text()
     assert "Do I have cancer" not in log and "Is there a lesion" not in log and "Traceback" not in log
-    # and writes nothing where it runs (no Hydra log file or .hydra folder, no upload copies)
+    # and writes nothing where it runs (no Hydra log file or .hydra folder, no upload copies, and no copy
+    # of the run's dataset: the run stored its data's absolute folder, which the guard read)
     assert list(Path(app_server["cwd"]).iterdir()) == []
+
+
+def test_the_run_stores_the_absolute_data_folder_the_app_reads(tiny_app_run):
+    import yaml
+
+    config = yaml.safe_load((tiny_app_run / "config.yaml").read_text())
+    root = Path(config["data"]["root"])
+    assert root.is_absolute() and root.parent.name == "app_data" and root.is_dir(), root
+    assert all(Path(config["paths"][k]).is_absolute() for k in ("root_dir", "data_dir", "output_dir"))
 
 
 def non_loopback_addresses() -> list[str]:
@@ -108,3 +118,46 @@ def test_summary_escapes_questions():
     ]
     page = session_summary(Image.new("RGB", (8, 8)), turns)
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_uploads_leave_no_hash_folder_and_are_never_served(app_server, scan_png):
+    """Gradio stores an upload as <temp>/<sha256 of its bytes>/<name>: after the app read it, neither the file
+    nor the folder is left; and an upload no session read (a bare POST) cannot be downloaded back."""
+    import httpx
+    from gradio_client import Client, handle_file
+
+    Client(app_server["url"], verbose=False, analytics_enabled=False).predict(
+        handle_file(str(scan_png)), api_name="/upload"
+    )
+    hashed = [
+        p
+        for p in Path(app_server["temp_dir"]).iterdir()
+        if p.is_dir() and re.fullmatch(r"[0-9a-f]{64}", p.name)
+    ]
+    assert hashed == []
+    secret = b"\x89PNG not read by any session"
+    posted = httpx.post(
+        f"{app_server['url']}gradio_api/upload", files={"files": ("s.png", secret)}, timeout=30
+    )
+    path = posted.json()[0]
+    assert Path(path).read_bytes() == secret  # it is on disk (until Gradio's cache sweep) ...
+    for url in (f"{app_server['url']}gradio_api/file={path}", f"{app_server['url']}file={path}"):
+        got = httpx.get(url, timeout=30)
+        assert got.status_code == 404 and secret not in got.content  # ... but never served
+
+
+def test_a_real_ct_is_not_answered(app_server):
+    """pydicom's CT_small.dcm is unlike the run's (synthetic) training images: the upload says so, and a
+    question about it gets the same text, never an answer."""
+    import pydicom.data
+    from gradio_client import Client, handle_file
+
+    from medvqa.guard.novelty import NOVEL_TEXT
+
+    client = Client(app_server["url"], verbose=False, analytics_enabled=False)
+    ct = pydicom.data.get_testdata_file("CT_small.dcm")
+    _, status, *_ = client.predict(handle_file(ct), api_name="/upload")
+    assert status == NOVEL_TEXT
+    chat, *_ = client.predict("Which organ is shown?", api_name="/ask")
+    assert NOVEL_TEXT in _text(chat[-1]) and "[Referred to your doctor" in _text(chat[-1])
+    assert "Answer:" not in _text(chat[-1])

@@ -100,9 +100,13 @@ def test_evaluate_reports_the_guard(tiny_app_run, tmp_path):
     assert report["in_sample"] is False
     rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     # nothing with a confidence is below these thresholds; a closed answer naming no option (this 10-step
-    # model's "liver" to a yes/no question) has none, and the guard abstains on it
-    unsure = [r["guard_confidence"] is None for r in rows]
-    assert report["questions"] == 8 and report["coverage"] == 1.0 - sum(unsure) / 8
+    # model's "liver" to a yes/no question) has none, and the guard abstains on it. The novelty check, fitted
+    # on this run's few training images, may refer a test image (its rate is reported)
+    novel = [r["guard_rule"] == "novel_image" for r in rows]
+    unsure = [r["guard_confidence"] is None and not n for r, n in zip(rows, novel, strict=True)]
+    assert report["questions"] == 8 and report["coverage"] == 1.0 - (sum(unsure) + sum(novel)) / 8
+    assert report["novel_rate"] == sum(novel) / 8 and report["calibration"]["novelty"]["quantile"] == 0.99
+    assert all(r["guard"] == "referred" for r, n in zip(rows, novel, strict=True) if n)
     assert all(
         (r["guard"], r["guard_rule"]) == ("abstained", "low_confidence")
         for r, u in zip(rows, unsure, strict=True)
@@ -113,7 +117,7 @@ def test_evaluate_reports_the_guard(tiny_app_run, tmp_path):
         "closed": 0.0,
         "open": -1000.0,
     }
-    sure = [r for r, u in zip(rows, unsure, strict=True) if not u]
+    sure = [r for r, u, n in zip(rows, unsure, novel, strict=True) if not u and not n]
     assert sure and all(r["guard"] == "answered" and r["shown_text"].startswith("Answer: ") for r in sure)
 
 

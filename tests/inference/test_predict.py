@@ -104,8 +104,8 @@ def test_a_folder_gets_one_question_for_every_image_sorted(run_dir, run_rows, pr
 def test_zero_shot_model_answers_as_evaluating_the_base_model_and_adapter_as_the_run(
     run_dir, run_rows, tmp_path
 ):
-    from medvqa.models import merge
-    from medvqa.models.export import check_batches, eval_stage
+    from medvqa.inference import merge
+    from medvqa.inference.export import check_batches, eval_stage
     from medvqa.models.runs import load_base
 
     cfg = OmegaConf.load(run_dir / "config.yaml")

@@ -20,11 +20,20 @@ def read(
     test_fraction: float = 0.2,
     image_size: int = 112,
     seed: int = 0,
+    generate: bool = True,
 ) -> list[VQASample]:
+    """The dataset under `root`, generated there first when absent; with `generate=False` (a finished
+    run's data, read by the app, predict or export) an absent one is an error instead of a new copy."""
     # one folder per generator version and setting, so a change never reuses stale files
     version = f"v{synthetic.VERSION}-n{n_patients}x{images_per_patient}-s{image_size}-seed{seed}"
     folder = Path(root) / version
     if not (folder / synthetic.META_FILE).is_file():  # written last, so its presence means complete
+        if not generate:
+            raise FileNotFoundError(
+                f"data.root={root} has no complete {version}/ (no {synthetic.META_FILE}): the run's synthetic "
+                "data is gone; regenerate it with the run's own command (python -m medvqa.run ...) or point "
+                "data.root in the run's config.yaml at where it is"
+            )
         synthetic.generate(folder, n_patients, images_per_patient, test_fraction, image_size, seed)
     samples = vqa_rad.read_osf(folder, bad or BadSamples())
     meta = json.loads((folder / synthetic.META_FILE).read_text())

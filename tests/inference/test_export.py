@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from medvqa.models import merge
-from medvqa.models.export import RECORD, ExportRefused, export_run
+from medvqa.inference import merge
+from medvqa.inference.export import RECORD, ExportRefused, export_run
 from medvqa.run import compose_config, train
 from tests.train_helpers import tiny_run
 
@@ -37,11 +37,6 @@ def run_without_medvqa(script: Path, args: list[str], cwd: Path) -> subprocess.C
     code = NO_MEDVQA.format(root=str(ROOT), argv=[str(script), *args], script=str(script))
     return subprocess.run([sys.executable, "-I", "-c", code], cwd=cwd, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def run_dir(tiny_run_dir) -> Path:
-    return tiny_run_dir
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +159,28 @@ def test_model_card_names_base_data_config_metrics_use_and_limits(exported, run_
     assert (out / "medvqa_config.yaml").read_text() == (run_dir / "config.yaml").read_text()
 
 
+def test_the_shareable_card_names_no_local_path_and_every_file_is_world_readable(exported, run_dir):
+    """The card is made to be shared: neither the run's folder nor the data's path is in it; the folder's
+    files are 0644 (transformers writes the weights through a private 0600 temporary file)."""
+    import yaml
+
+    out, _ = exported
+    card = (out / "README.md").read_text()
+    data_root = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["root"]
+    assert str(run_dir) not in card and str(data_root) not in card and str(run_dir.parent) not in card
+    assert f"from a folder named `{Path(data_root).name}`" in card
+    modes = {f.name: oct(f.stat().st_mode & 0o777) for f in out.iterdir()}
+    assert set(modes.values()) == {"0o644"}, modes
+    assert oct(out.stat().st_mode & 0o777) == "0o755"
+
+
+def test_a_local_base_model_folder_is_named_not_pathed():
+    from medvqa.inference.model_card import _no_path
+
+    assert _no_path("Qwen/Qwen2-VL-2B-Instruct") == "Qwen/Qwen2-VL-2B-Instruct"
+    assert _no_path("/models/qwen2-vl-7b") == "a local copy named `qwen2-vl-7b`"
+
+
 def test_adapters_on_the_vision_tower_warn_about_servers_that_drop_them(exported):
     out, record = exported  # peft target_modules=all-linear reaches Qwen2-VL's `visual` blocks
     assert record["vision_adapter_modules"] > 0
@@ -212,6 +229,22 @@ def test_quantize_int8_export_reloads_quantized_with_plain_from_pretrained(run_d
         "Quantized: int8 weights (torchao)" in card
         and f"{record['quantize']['same']} of 8 checked items" in card
     )
+    assert {oct(f.stat().st_mode & 0o777) for f in out.iterdir()} == {"0o644"}  # the int8 weights too
+
+
+def test_the_printed_verdict_is_what_the_record_says():
+    """An int8 export that kept 63 of 64 answers says so (it once printed "64 checked answers identical")."""
+    from medvqa.export import verdict
+
+    check = {"items": 64, "identical": True, "difference": None}
+    quantize = {"form": "int8", "agreement": "63 of 64 checked items", "items": 64, "same": 63}
+    said = verdict({"check": check, "quantize": quantize})
+    assert (
+        said
+        == "64 checked answers identical after the merge; int8: 63 of 64 checked items agree with full precision"
+    )
+    assert verdict({"check": check, "quantize": None}) == "64 checked answers identical"
+    assert "not compared" in verdict({"check": check | {"items": 0}, "quantize": quantize | {"items": 0}})
 
 
 def medvqa_export(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -233,9 +266,10 @@ def test_cli_names_a_missing_run_in_one_line(tmp_path):
 @pytest.mark.slow
 def test_cli_exports_and_records_the_checked_answers_in_its_own_folder(run_dir, tmp_path):
     done = medvqa_export(f"run={run_dir}", f"out={tmp_path}/out", "check_items=4", f"hydra.run.dir={tmp_path}/h",
-                         cwd=tmp_path)  # fmt: skip
+                         "quantize=int8", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "(4 checked answers identical)" in done.stdout
+    recorded = json.loads((tmp_path / "out" / RECORD).read_text())["quantize"]["agreement"]
+    assert f"(4 checked answers identical after the merge; int8: {recorded} agree" in done.stdout
     rows = [json.loads(line) for line in (tmp_path / "h" / "export_check.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(r["adapter_answer"] == r["merged_answer"] for r in rows)
     assert (tmp_path / "out" / "config.json").is_file() and not list((tmp_path / "out").glob("*.jsonl"))

@@ -1,6 +1,6 @@
 """Merging a run's LoRA / DoRA adapter into its base weights, and proving the merge kept the model's answers.
 
-    from medvqa.models.merge import answer_items, check_merge, merge_adapter
+    from medvqa.inference.merge import answer_items, check_merge, merge_adapter
 
     before = answer_items(stage, batches)          # greedy answers in adapter mode
     merged = merge_adapter(peft_model)             # a plain transformers model (peft merge_and_unload)

@@ -1,9 +1,11 @@
 """The README.md (model card) an export carries: what the model is, what it was trained and scored on, how
-it was checked, how to load it, and what it must not be used for."""
+it was checked, how to load it, and what it must not be used for. The card is made to be shared, so it
+names no local path (the run's folder, data.root): the dataset by its reader and folder name only."""
 
 from __future__ import annotations
 
 import json
+from pathlib import PurePath
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -22,16 +24,23 @@ def base_model(cfg: DictConfig) -> str:
     """The base checkpoint as a user would name it: the hub id / folder, or the offline tiny build."""
     model = cfg.model
     if model.get("name_or_path"):
-        return str(model.name_or_path)
+        return _no_path(str(model.name_or_path))
     args = {k: v for k, v in OmegaConf.to_container(model).items() if not k.startswith("_")}
     return f"{model._target_}({', '.join(f'{k}={v}' for k, v in args.items())}) (random weights, seeded)"
+
+
+def _no_path(name: str) -> str:
+    """A hub id as given ("Qwen/Qwen2-VL-2B-Instruct"); a local folder ("/models/qwen2-vl-7b") by its name."""
+    local = name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
+    return f"a local copy named `{PurePath(name).name}`" if local else name
 
 
 def data_line(cfg: DictConfig, samples: dict[str, int] | None) -> str:
     data = cfg.data
     reader = str(data.reader.get("_target_", "?")).removeprefix("medvqa.data.formats.").removesuffix(".read")
     counts = f"; samples {json.dumps(samples, sort_keys=True)}" if samples else ""
-    return (f"`{reader}` from `{data.root}`, split_by={data.split_by}, seed={data.seed}, "
+    folder = PurePath(str(data.root)).name  # the dataset's folder name, never the machine's path to it
+    return (f"`{reader}` from a folder named `{folder}`, split_by={data.split_by}, seed={data.seed}, "
             f"val/test fractions {data.val_fraction}/{data.test_fraction}{counts}")  # fmt: skip
 
 
@@ -43,7 +52,8 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     rows = "\n".join(f"| `{k}` | {int(v) if k in counts else f'{v:.4f}'} |" for k, v in sorted(test.items())
                      if isinstance(v, (int, float)))  # fmt: skip
     weights = metrics.get("weights", "last")
-    return f"Weights: the run's `{weights}` weights ({metrics.get('checkpoint') or 'end of training'}).\n\n" \
+    checkpoint = PurePath(metrics["checkpoint"]).name if metrics.get("checkpoint") else "end of training"
+    return f"Weights: the run's `{weights}` weights ({checkpoint}).\n\n" \
            f"| metric | value |\n|---|---|\n{rows}"  # fmt: skip
 
 
@@ -51,7 +61,6 @@ def model_card(
     cfg: DictConfig,
     metrics: dict[str, Any],
     check: dict[str, Any],
-    run_dir: str,
     samples: dict[str, int] | None = None,
     quantize: dict[str, Any] | None = None,
     warnings: list[str] | None = None,
@@ -71,7 +80,7 @@ def model_card(
 - Base model: {base_model(cfg)}
 - Adapter: {adapter}, r={peft.get("r")}, alpha={peft.get("lora_alpha")}, target_modules={peft.get("target_modules")}
 - Training: stage {stage}, lr={cfg.stage.get("lr")}, max_steps={cfg.trainer.get("max_steps")}, seed={cfg.get("seed")}
-- Source run: `{run_dir}` (its `config.yaml` is copied here as `medvqa_config.yaml`)
+- Source run: a medvqa run; its `config.yaml` is copied here as `medvqa_config.yaml`
 {_quantized(quantize)}
 ## Data
 {data_line(cfg, samples)}

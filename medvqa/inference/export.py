@@ -1,6 +1,6 @@
 """A run's model as a standalone transformers checkpoint: merge the adapter, verify, (quantize), write.
 
-    from medvqa.models.export import export_run
+    from medvqa.inference.export import export_run
 
     record = export_run("outputs/<run>", "exported/", check_items=64)
 
@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from medvqa.inference import merge
+from medvqa.inference.model_card import model_card
+from medvqa.inference.run_data import run_datamodule
 from medvqa.io import atomic_write_json
-from medvqa.models import merge
-from medvqa.models.model_card import model_card
 from medvqa.models.quantize import check_form, load_quantized
 from medvqa.models.runs import load_run, run_config
 from medvqa.stages.base import VLMStage
@@ -56,9 +56,8 @@ def check_batches(
     as the run's evaluation collated them (data.eval_batch_size, unless `batch_size`), on `device`."""
     if n is not None and n <= 0:
         return []
-    datamodule = instantiate(cfg.data, **({"eval_batch_size": batch_size} if batch_size else {}))
+    datamodule = run_datamodule(cfg, **({"eval_batch_size": batch_size} if batch_size else {}))
     datamodule.processor = processor
-    datamodule.setup()
     datamodule.splits["test"] = datamodule.splits["test"][:n]
     if not datamodule.splits["test"]:
         raise ValueError(
@@ -114,6 +113,7 @@ def export_run(
     record = {"run": str(run_dir), "check": check, "quantize": quantized, "warnings": warnings,
               "vision_adapter_modules": len(vision)}  # fmt: skip
     _write_card(tmp, cfg, run_dir, record)
+    _shareable(tmp)
     _swap(tmp, out)
     return record | {"answers": {"adapter": before, "merged": after}}
 
@@ -153,12 +153,18 @@ def _write_card(folder: Path, cfg: DictConfig, run_dir: Path, record: dict[str, 
     metrics_path, info_path = run_dir / "metrics.json", run_dir / "run_info.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     samples = json.loads(info_path.read_text()).get("samples") if info_path.is_file() else None
-    card = model_card(
-        cfg, metrics, record["check"], str(run_dir), samples, record["quantize"], record["warnings"]
-    )
+    card = model_card(cfg, metrics, record["check"], samples, record["quantize"], record["warnings"])
     (folder / "README.md").write_text(card, encoding="utf-8")
     shutil.copyfile(run_dir / "config.yaml", folder / "medvqa_config.yaml")
     atomic_write_json(folder / RECORD, record)
+
+
+def _shareable(folder: Path) -> None:
+    """Files 0644, the folder 0755: an export is made to be shared, but transformers writes the weights
+    through a private temporary file (0600), which other users of the machine then cannot read."""
+    folder.chmod(0o755)
+    for f in folder.rglob("*"):
+        f.chmod(0o755 if f.is_dir() else 0o644)
 
 
 def _swap(tmp: Path, out: Path) -> None:
