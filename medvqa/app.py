@@ -24,10 +24,10 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported an
 import hydra
 from omegaconf import DictConfig
 
-from medvqa.app_sessions import DROPPED, NoUploadDownloads, SessionLog, remove_upload
 from medvqa.cli import user_errors
 from medvqa.guard.guard import Decision, Guard
 from medvqa.guard.novelty import NOVEL_TEXT
+from medvqa.inference.app_sessions import DROPPED, NoUploadDownloads, SessionLog, remove_upload
 from medvqa.reports.summary import image_data_uri, session_summary, summary_link
 
 log = logging.getLogger("medvqa")
@@ -110,7 +110,9 @@ class ChatApp:
             return state, "", NO_IMAGE, "", self.summary(state)
         data = read_and_delete(path)
         try:
-            image = load_image(data, self.max_side, self.window, where="the uploaded file")
+            image = load_image(
+                data, self.max_side, self.window, "the uploaded file", self.predictor.dicom_frame
+            )
         except DataError as e:
             kept = image_html(state["image"], "your image") if state.get("image") is not None else ""
             return state, kept, upload_problem(str(e)), state.get("reference", ""), self.summary(state)
@@ -166,7 +168,7 @@ class ChatApp:
             return "<p>No healthy example is available for this kind of image.</p>"
         from medvqa.data.images import load_image
 
-        picture = load_image(path, self.max_side, self.window, where=str(path))
+        picture = load_image(path, self.max_side, self.window, str(path), self.predictor.dicom_frame)
         caption = f"A healthy example ({path.stem.replace('_', ' ')}), for comparison only."
         return image_html(picture, caption)
 
@@ -228,7 +230,7 @@ def chat_messages(state: dict, mode: str) -> list[dict[str, str]]:
 
 def read_and_delete(path: str) -> bytes:
     """The upload's bytes; Gradio's temporary copy and its hash-named folder are removed at once, so the
-    image lives in memory only (medvqa/app_sessions.py)."""
+    image lives in memory only (medvqa/inference/app_sessions.py)."""
     try:
         return Path(path).read_bytes()
     finally:
@@ -332,7 +334,7 @@ def build_blocks(chat: ChatApp, session_ttl_s: float | None = 3600):
 def launch(demo, host: str, port: int, max_file_size: str, block: bool = True, max_sessions: int = 64):
     """Serve on host:port: no share link, no monitoring or MCP endpoints, errors shown as messages only; at
     most `max_sessions` sessions held (Gradio drops the least recently used first), nothing served from
-    Gradio's upload folder (medvqa/app_sessions.py)."""
+    Gradio's upload folder (medvqa/inference/app_sessions.py)."""
     from starlette.middleware import Middleware
 
     if not is_loopback(host):

@@ -45,7 +45,8 @@ def answer_samples(predictor, samples, datamodule, batch_size: int = 16) -> list
     answers = []
     for start in range(0, len(samples), 64):
         chunk = samples[start : start + 64]
-        items = [{"image": open_image(s, hp.max_image_side, hp.window), "question": s.question, "id": s.id}
+        items = [{"image": open_image(s, hp.max_image_side, hp.window, hp.get("dicom_frame", "middle")),
+                  "question": s.question, "id": s.id}
                  for s in chunk]  # fmt: skip
         answers += predictor.answer_many(items, batch_size=batch_size, progress=False)
     return answers
@@ -74,11 +75,11 @@ def run_novelty(datamodule, quantile: float | None, max_images: int | None = 200
                 continue
             seen.add(s.image)
             try:
-                yield open_image(s, hp.max_image_side, hp.window)
+                yield open_image(s, hp.max_image_side, hp.window, hp.get("dicom_frame", "middle"))
             except DataError:
                 continue
 
     train_paths = {s.image for s in datamodule.splits["train"]}
     # generators: each image is reduced to its features as it is decoded, never all held at once
     return NoveltyGuard.fit(images("train", set()), images("val", train_paths), quantile, hp.max_image_side,
-                            hp.window)  # fmt: skip
+                            hp.window, hp.get("dicom_frame", "middle"))  # fmt: skip

@@ -62,17 +62,15 @@ class NoveltyGuard:
     """Nearest-neighbour distance of an image's features to the training images' features."""
 
     def __init__(self, train: np.ndarray, threshold: float, quantile: float | None = None,
-                 max_side: int = 1024, window=None):  # fmt: skip
+                 max_side: int = 1024, window=None, frame="middle"):  # fmt: skip
         if len(train) == 0:
             raise ValueError("the novelty check needs the run's training images; the training split has none")
         self.mean = train.mean(axis=0)
         self.spread = np.maximum(train.std(axis=0), MIN_SPREAD)
         self.train = (train - self.mean) / self.spread
         self.threshold, self.quantile = float(threshold), quantile
-        self.max_side, self.window = (
-            max_side,
-            window,
-        )  # how the run decodes a file (data.max_image_side, window)
+        # how the run decodes a file (data.max_image_side, data.window, data.dicom_frame)
+        self.max_side, self.window, self.frame = max_side, window, frame
 
     def distances(self, features: np.ndarray, leave_out_self: bool = False) -> np.ndarray:
         """(N,) distances of (N, D) feature rows to the nearest training row; `leave_out_self` skips a
@@ -100,16 +98,16 @@ class NoveltyGuard:
             if isinstance(source, (str, Path)):
                 sample = VQASample(id="", image=str(source), question="", answer="", image_row=row,
                                    image_member=member)  # fmt: skip
-                image = open_image(sample, self.max_side, self.window)
+                image = open_image(sample, self.max_side, self.window, self.frame)
             else:
-                image = load_image(source, self.max_side, self.window, where="the image")
+                image = load_image(source, self.max_side, self.window, where="the image", frame=self.frame)
         except Exception:  # any decoding failure is the predictor's to report (data.on_bad_sample)
             return None
         return self.check(image)
 
     @classmethod
     def fit(cls, train_images: Iterable[Image.Image], val_images: Iterable[Image.Image],
-            quantile: float = 0.99, max_side: int = 1024, window=None) -> NoveltyGuard:  # fmt: skip
+            quantile: float = 0.99, max_side: int = 1024, window=None, frame="middle") -> NoveltyGuard:  # fmt: skip
         """Features of the training images; the threshold at `quantile` of the validation images'
         distances (or, with fewer than MIN_VALIDATION of them, of the training images' distances to the
         other training images)."""
@@ -118,7 +116,7 @@ class NoveltyGuard:
                 f"guard.novelty_quantile={quantile}: use a quantile in (0, 1], or null for no check"
             )
         train = np.array([image_features(im) for im in train_images], np.float32).reshape(-1, 84)
-        guard = cls(train, np.inf, quantile, max_side, window)
+        guard = cls(train, np.inf, quantile, max_side, window, frame)
         val = [image_features(im) for im in val_images]
         if len(val) >= MIN_VALIDATION:
             distances = guard.distances(np.stack(val))

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from medvqa.app import ChatApp, build_blocks, launch
-from medvqa.app_sessions import DROPPED
 from medvqa.guard import Guard, ScopeGuard
+from medvqa.inference.app_sessions import DROPPED
 from tests.app.conftest import free_port
 from tests.app.test_app_logic import StubPredictor, upload_bytes
 from tests.guard.fakes import FakeAnswer
