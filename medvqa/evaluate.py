@@ -226,16 +226,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 def with_calibration(cfg: DictConfig, rows: list[dict], val_rows: list[dict] | None):
     """(metrics.json's `calibration`, the temperature confidences are read under: None when uncalibrated).
-    With eval.calibrate and validation rows, a temperature is fitted on them and stored in the run folder's
-    calibration.json (the output folder's without run=); else a run's stored one is used."""
+    With eval.calibrate and validation rows, a temperature is fitted on them and, when there were enough to
+    fit it, stored in the run folder's calibration.json (the output folder's without run=); else a run's
+    stored one is used."""
     from medvqa.eval.calibration import split_calibration, write_calibration
     from medvqa.inference.predictor import run_temperature
 
     n_boot, seed = cfg.eval.get("n_boot", 2000), cfg.eval.get("seed", 0)
     if cfg.eval.get("calibrate") and val_rows is not None:
         record = split_calibration(rows, val_rows, n_boot, seed)
+        if not record["fit"]["fitted"]:  # nothing stored: the run stays uncalibrated (words only in the app)
+            return record, None
         write_calibration(cfg.get("run") or cfg.paths.output_dir, record["fit"], source="evaluate")
-        return record, record["fit"]["temperature"] if record["fit"]["fitted"] else None
+        return record, record["fit"]["temperature"]
     return split_calibration(rows, None, n_boot, seed), run_temperature(cfg.run) if cfg.get("run") else None
 
 

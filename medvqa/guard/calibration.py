@@ -32,8 +32,8 @@ def run_questions(run_dir: str | Path):
 def calibrate_run(datamodule, predictor, target: float, n: int | None, batch_size: int = 16,
                   run_dir: str | Path | None = None):  # fmt: skip
     """({closed, open} thresholds, info) from the predictor's answers to the first `n` (None: all) validation
-    questions. First a temperature is fitted on those answers and set on the predictor (and written to
-    `run_dir`'s calibration.json when given); the thresholds are then chosen on the recalibrated answers.
+    questions. First a temperature is fitted on those answers and set on the predictor (and, when fitted,
+    written to `run_dir`'s calibration.json when given; too few answers keep the run's stored one, if any); the thresholds are then chosen on the recalibrated answers.
     Images are opened as training opened them, a chunk at a time (never the whole split)."""
     from medvqa.eval.calibration import fit_on_val, write_calibration
 
@@ -42,10 +42,11 @@ def calibrate_run(datamodule, predictor, target: float, n: int | None, batch_siz
     answers = answer_samples(predictor, val, datamodule, batch_size)
     truths, kinds = [s.answer for s in val], [s.answer_type for s in val]
     fit = fit_on_val(answer_rows(answers, truths, kinds))
-    predictor.temperature = fit["temperature"] if fit["fitted"] else None
-    if run_dir is not None:
-        write_calibration(run_dir, fit, source="app")
-    if not fit["fitted"]:
+    if fit["fitted"]:
+        predictor.temperature = fit["temperature"]
+        if run_dir is not None:
+            write_calibration(run_dir, fit, source="app")
+    elif predictor.temperature is None:
         log.warning("confidence not calibrated: %s; the app shows confidence in words only", fit["reason"])
     answers = [predictor.recalibrated(a) for a in answers]
     thresholds, info = threshold_info(answers, truths, kinds, target)

@@ -66,7 +66,7 @@ class Answer:
         only when parsing changed it."""
         row = asdict(self)
         if self.kind != "closed":
-            del row["confidence"], row["options"], row["option_logprobs"]
+            del row["confidence"], row["options"], row["option_logprobs"], row["calibrated"]
         if self.completion == self.answer:
             del row["completion"]
         return row

@@ -24,7 +24,6 @@ from typing import Any
 import torch
 
 from medvqa.data.collate import IGNORE_INDEX, token_tail
-from medvqa.eval.calibration import option_probs
 from medvqa.inference.polar import option_of, option_texts
 from medvqa.losses.dpo import token_logps
 
@@ -139,6 +138,8 @@ def confidence_fields(scored: dict[str, list], i: int) -> dict[str, Any]:
 
 def probabilities(logprobs: dict[str, float] | None, temperature: float = 1.0) -> dict[str, float] | None:
     """{option: P_T(option)} from the options' log-probabilities (None for an open question)."""
+    from medvqa.eval.calibration import option_probs  # (it imports medvqa.inference.polar)
+
     return None if logprobs is None else option_probs(logprobs, temperature)
 
 
