@@ -34,7 +34,9 @@ GUARD_LABELS = {"answered": "Answered", "referred": "Referred to your doctor", "
 NO_IMAGE = "Please upload an image first (PNG, JPEG or DICOM)."
 
 
-UNCALIBRATED = "no number shown: this model's confidence has not been checked against answers it was not trained on"
+UNCALIBRATED = (
+    "no number shown: this model's confidence has not been checked against answers it was not trained on"
+)
 
 
 def plain_confidence(decision: Decision) -> str:
@@ -60,9 +62,13 @@ def plain_confidence(decision: Decision) -> str:
 def confidence_status(predictor) -> str:
     """The start-up line saying whether closed answers will show a number, and why not."""
     if predictor.temperature is not None:
-        return f"confidence: calibrated (temperature {predictor.temperature:.3f}, fit on the validation split)"
-    return (f"confidence: not calibrated, shown in words only ({UNCALIBRATED}); run python -m medvqa.evaluate "
-            "run=<run> (eval.calibrate=true) or start the app with a guard that calibrates (guard.thresholds=null)")
+        return (
+            f"confidence: calibrated (temperature {predictor.temperature:.3f}, fit on the validation split)"
+        )
+    return (
+        f"confidence: not calibrated, shown in words only ({UNCALIBRATED}); run python -m medvqa.evaluate "
+        "run=<run> (eval.calibrate=true) or start the app with a guard that calibrates (guard.thresholds=null)"
+    )
 
 
 def _exp(logprob: float | None) -> float | None:

@@ -133,10 +133,15 @@ def score_model(cfg: DictConfig, datamodule) -> tuple[dict[str, Any], list[dict[
     val_rows = None
     if cfg.eval.get("calibrate") or _guarded(cfg):  # temperature and guard thresholds: fitted on val
         val_rows = score_split(trainer, module, datamodule, "val")[1] if datamodule.splits.get("val") else []
-    return record | {
-        "generation": generation_record(module),
-        "adapter": str(adapter) if adapter else None,
-    }, rows, val_rows
+    return (
+        record
+        | {
+            "generation": generation_record(module),
+            "adapter": str(adapter) if adapter else None,
+        },
+        rows,
+        val_rows,
+    )
 
 
 def _guarded(cfg: DictConfig) -> bool:
@@ -234,7 +239,7 @@ def with_calibration(cfg: DictConfig, rows: list[dict], val_rows: list[dict] | N
 
     n_boot, seed = cfg.eval.get("n_boot", 2000), cfg.eval.get("seed", 0)
     if cfg.eval.get("calibrate") and val_rows is not None:
-        record = split_calibration(rows, val_rows, n_boot, seed)
+        record = split_calibration(rows, val_rows, n_boot, seed, cfg.eval.get("calibrate_min_items", 20))
         if not record["fit"]["fitted"]:  # nothing stored: the run stays uncalibrated (words only in the app)
             return record, None
         write_calibration(cfg.get("run") or cfg.paths.output_dir, record["fit"], source="evaluate")

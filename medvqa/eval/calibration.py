@@ -52,7 +52,9 @@ def row_confidence(row: Mapping[str, Any], temperature: float = 1.0) -> float | 
     return option_probs(logprobs, temperature)[named] if named is not None else None
 
 
-def closed_confidences(rows: Sequence[Mapping[str, Any]], temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def closed_confidences(
+    rows: Sequence[Mapping[str, Any]], temperature: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(confidence, correct) of every closed row that has a confidence (`row_confidence`); correct is the
     row's closed_acc (the protocol's verdict), so calibration is measured against the score reported."""
     pairs = [(row_confidence(r, temperature), float(r["scores"]["closed_acc"]))
@@ -105,7 +107,9 @@ def resampled(n: int, statistic: Callable[[np.ndarray], float], n_boot: int, see
             "n_boot": n_boot, "seed": seed, "confidence": 0.95, "unit": "question"}  # fmt: skip
 
 
-def calibration_report(confidence: np.ndarray, correct: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+def calibration_report(
+    confidence: np.ndarray, correct: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> dict:
     """ECE and Brier with bootstrap intervals and the reliability table; {"n": 0} with no confidences."""
     n = len(confidence)
     if n == 0:
@@ -170,20 +174,22 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return low, high
 
 
-def temperature_fit(val_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def temperature_fit(val_rows: Sequence[Mapping[str, Any]], min_items: int = MIN_FIT_ITEMS) -> dict[str, Any]:
     """The temperature fitted on validation rows with its record: {"temperature", "fitted", "val_items",
-    "val_nll_before"/"after"}; `fitted` is False (T = 1) with fewer than MIN_FIT_ITEMS usable rows."""
+    "val_nll_before"/"after"}; `fitted` is False (T = 1) with fewer than `min_items` usable rows."""
     logprobs, truth = fit_rows(val_rows)
-    if len(truth) < MIN_FIT_ITEMS:
+    if len(truth) < max(min_items, 1):
         return {"temperature": 1.0, "fitted": False, "val_items": len(truth),
                 "reason": f"{len(truth)} validation closed answers with a truth among their options "
-                          f"(at least {MIN_FIT_ITEMS} needed)"}  # fmt: skip
+                          f"(at least {min_items} needed, eval.calibrate_min_items)"}  # fmt: skip
     t = fit_temperature(logprobs, truth)
     return {"temperature": t, "fitted": True, "val_items": len(truth),
             "val_nll_before": nll(logprobs, truth, 1.0), "val_nll_after": nll(logprobs, truth, t)}  # fmt: skip
 
 
-def split_calibration(rows, val_rows=None, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+def split_calibration(
+    rows, val_rows=None, n_boot: int = 1000, seed: int = 0, min_items: int = MIN_FIT_ITEMS
+) -> dict:
     """metrics.json's `calibration`: the split's closed-answer ECE / Brier / reliability at T = 1
     (`before`), and with `val_rows` the temperature fitted on them, the validation ECE before / after and
     the split's `after` under it. `skipped`: closed rows without a confidence (no option named, no scores)."""
@@ -193,15 +199,15 @@ def split_calibration(rows, val_rows=None, n_boot: int = 1000, seed: int = 0) ->
                               "skipped": n_closed - len(conf), "before": calibration_report(conf, right, n_boot, seed)}  # fmt: skip
     if val_rows is None:
         return record
-    fit = fit_on_val(val_rows)
+    fit = fit_on_val(val_rows, min_items)
     t_conf, t_right = closed_confidences(rows, fit["temperature"])
     return record | {"fit": fit, "after": calibration_report(t_conf, t_right, n_boot, seed)}
 
 
-def fit_on_val(val_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def fit_on_val(val_rows: Sequence[Mapping[str, Any]], min_items: int = MIN_FIT_ITEMS) -> dict[str, Any]:
     """`temperature_fit` on validation rows, with the validation ECE before and after it (what
     calibration.json holds)."""
-    fit = temperature_fit(val_rows)
+    fit = temperature_fit(val_rows, min_items)
     v_conf, v_right = closed_confidences(val_rows)
     vt_conf, _ = closed_confidences(val_rows, fit["temperature"])
     return fit | {"val_ece_before": ece(v_conf, v_right) if len(v_conf) else None,
@@ -210,18 +216,23 @@ def fit_on_val(val_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def calibration_line(record: Mapping[str, Any], split: str = "test") -> str:
     """The printed line: ECE (and Brier) before and, when fitted, after temperature scaling."""
-    before = record.get("before") or {}
+    before, fit = record.get("before") or {}, record.get("fit")
     if not before.get("n"):
-        return f"calibration: no {split} closed answer has a confidence (no option log-probabilities)"
-    line = f"{split} closed-answer calibration ({before['n']} answers, {N_BINS} equal-mass bins): ECE {_ci(before, 'ece')}"
-    fit = record.get("fit")
+        line = f"{split} calibration: no closed answer names one of its options, so none has a confidence"
+    else:
+        line = (f"{split} closed-answer calibration ({before['n']} answers, {N_BINS} equal-mass bins): "
+                f"ECE {_ci(before, 'ece')}")  # fmt: skip
     if fit is None:
-        return line + f", Brier {_ci(before, 'brier')} (uncalibrated; eval.calibrate=true fits a temperature)"
+        brier = f", Brier {_ci(before, 'brier')}" if before.get("n") else ""
+        return line + f"{brier} (uncalibrated; eval.calibrate=true fits a temperature on val)"
     if not fit["fitted"]:
         return line + f"; no temperature fitted: {fit['reason']}"
+    how = f"T={fit['temperature']:.3f}, fit on {fit['val_items']} val answers"
+    if not before.get("n"):
+        return line + f"; temperature scaling {how}"
     after = record["after"]
-    return (line + f" -> {_ci(after, 'ece')} after temperature scaling (T={fit['temperature']:.3f}, fit on "
-            f"{fit['val_items']} val answers); Brier {before['brier']:.4f} -> {after['brier']:.4f}")
+    return (line + f" -> {_ci(after, 'ece')} after temperature scaling ({how}); Brier {before['brier']:.4f} "
+            f"-> {after['brier']:.4f}")  # fmt: skip
 
 
 def _ci(report: Mapping[str, Any], key: str) -> str:

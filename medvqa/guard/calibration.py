@@ -59,7 +59,11 @@ def threshold_info(answers, truths, kinds, target: float) -> tuple[dict[str, flo
     info: dict[str, Any] = {"items": len(answers), "target_precision": target}
     for kind, threshold in thresholds.items():
         kept = [a for a in answers if a.kind == kind and score_of(a) is not None and score_of(a) >= threshold]
-        info[kind] = {"items": sum(a.kind == kind for a in answers), "answered": len(kept), "threshold": threshold}
+        info[kind] = {
+            "items": sum(a.kind == kind for a in answers),
+            "answered": len(kept),
+            "threshold": threshold,
+        }
     return thresholds, info
 
 

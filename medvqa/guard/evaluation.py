@@ -49,7 +49,9 @@ def guarded_scores(guard: Guard, questions: Sequence[str], answers: Sequence, tr
     return report
 
 
-def share_intervals(answered: Sequence[bool], correct: Sequence[bool], n_boot: int = 1000, seed: int = 0) -> dict:
+def share_intervals(
+    answered: Sequence[bool], correct: Sequence[bool], n_boot: int = 1000, seed: int = 0
+) -> dict:
     """Intervals of the coverage and of the precision on the answered share: percentile bootstraps over the
     questions (medvqa/eval/calibration.py `resampled`), and the precision's exact one-sided 95% lower bound
     (Clopper-Pearson over the answered questions, the bound the thresholds were chosen by)."""
@@ -112,7 +114,9 @@ def check_guard(cfg) -> None:
                     "coverage and accuracy here are in-sample (optimistic); use split=test", mode)  # fmt: skip
 
 
-def evaluate_guard(cfg, rows: list[dict], val_rows: list[dict], temperature: float | None) -> tuple[dict, dict]:
+def evaluate_guard(
+    cfg, rows: list[dict], val_rows: list[dict], temperature: float | None
+) -> tuple[dict, dict]:
     """`python -m medvqa.evaluate run=<run> guard=patient`: the run's guard decides each of the evaluated
     split's scored `rows`; its thresholds are chosen on the validation split's scored `val_rows` (unless
     guard.thresholds fixes them), confidences under `temperature` (None: uncalibrated, T = 1), and the
@@ -130,8 +134,12 @@ def evaluate_guard(cfg, rows: list[dict], val_rows: list[dict], temperature: flo
     if not fixed and guard.mode != "off":
         guard.calibration = info | {"temperature": temperature, "source": "the evaluation's val rows"}
     questions = [r["question"] for r in rows]
-    report = guarded_scores(guard, questions, answers, [r["answer"] for r in rows], [r["answer_type"] for r in rows])
-    decisions = {r["id"]: guard.decide(q, lambda _q, a=a: a) for r, q, a in zip(rows, questions, answers, strict=True)}
+    report = guarded_scores(
+        guard, questions, answers, [r["answer"] for r in rows], [r["answer_type"] for r in rows]
+    )
+    decisions = {
+        r["id"]: guard.decide(q, lambda _q, a=a: a) for r, q, a in zip(rows, questions, answers, strict=True)
+    }
     thresholds = {
         k: None if math.isinf(v) else v for k, v in guard.thresholds.items()
     }  # null: never answered

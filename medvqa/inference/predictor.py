@@ -217,7 +217,9 @@ class Predictor:
     def recalibrated(self, answer: Answer) -> Answer:
         """`answer` with its options and confidence under the predictor's current temperature."""
         sample = VQASample(id=answer.id, image=answer.image, question=answer.question, answer="")
-        return self.answer_of(sample, answer.answer, answer.completion, answer.mean_logprob, answer.option_logprobs)
+        return self.answer_of(
+            sample, answer.answer, answer.completion, answer.mean_logprob, answer.option_logprobs
+        )
 
 
 def run_temperature(run_dir: str | Path) -> float | None:

@@ -233,4 +233,7 @@ def test_evaluate_guard_decides_on_the_scored_generation_and_prints_precision_wi
     ci = report["accuracy_answered_ci"]
     assert ci["low"] <= report["accuracy_answered"] <= ci["high"] and "coverage_ci" in report
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("guard=patient"))
-    assert f"precision on the answered share {report['accuracy_answered']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" in line
+    assert (
+        f"precision on the answered share {report['accuracy_answered']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
+        in line
+    )

@@ -50,7 +50,9 @@ def hand_option_logprobs(predictor, image: str, question: str, texts: dict[str, 
 def test_confidence_is_the_softmax_of_the_options_sequence_logprobs_by_hand(predictor, run_rows):
     row = next(r for r in run_rows if r["answer_type"] == "closed")
     got = predictor.answer(row["image"], row["question"])
-    scores = hand_option_logprobs(predictor, row["image"], row["question"], option_texts(row["question"], got.answer))
+    scores = hand_option_logprobs(
+        predictor, row["image"], row["question"], option_texts(row["question"], got.answer)
+    )
     z = torch.logsumexp(torch.tensor(list(scores.values()), dtype=torch.float64), 0)
     by_hand = {o: float(torch.exp(torch.tensor(s, dtype=torch.float64) - z)) for o, s in scores.items()}
     assert got.kind == "closed" and not got.calibrated  # the tiny run has no calibration.json
@@ -63,7 +65,7 @@ def test_confidence_is_the_softmax_of_the_options_sequence_logprobs_by_hand(pred
 
 
 def test_a_sentence_answer_and_its_competitor_are_both_scored_as_neutral_answers(predictor, run_rows):
-    """"There is no fracture." is scored as "No." against "Yes.", never against the self-contradiction
+    """ "There is no fracture." is scored as "No." against "Yes.", never against the self-contradiction
     "There is yes fracture." (or "Yes, there is no fracture.")."""
     from medvqa.inference.scoring import option_logprobs
     from medvqa.stages.base import prompt_inputs
@@ -79,7 +81,9 @@ def test_a_sentence_answer_and_its_competitor_are_both_scored_as_neutral_answers
     assert option_texts(rows[0]["question"], said[0]) == {"yes": "Yes.", "no": "No."}
     for row, answer, scores in zip(rows, said, got, strict=True):
         texts = option_texts(row["question"], answer)
-        assert scores == pytest.approx(hand_option_logprobs(predictor, row["image"], row["question"], texts), abs=1e-4)
+        assert scores == pytest.approx(
+            hand_option_logprobs(predictor, row["image"], row["question"], texts), abs=1e-4
+        )
 
 
 def test_the_test_loop_rows_carry_the_scores_the_predictor_gives(predictor, run_rows):
