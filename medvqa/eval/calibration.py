@@ -183,7 +183,9 @@ def temperature_fit(val_rows: Sequence[Mapping[str, Any]], min_items: int = MIN_
                 "reason": f"{len(truth)} validation closed answers with a truth among their options "
                           f"(at least {min_items} needed, eval.calibrate_min_items)"}  # fmt: skip
     t = fit_temperature(logprobs, truth)
-    return {"temperature": t, "fitted": True, "val_items": len(truth),
+    # at T_MAX the scores carry (almost) no information on val: the fit flattens every confidence toward 1/k
+    bound = "max" if t >= T_MAX * 0.999 else "min" if t <= T_MIN * 1.001 else None
+    return {"temperature": t, "fitted": True, "val_items": len(truth), "at_bound": bound,
             "val_nll_before": nll(logprobs, truth, 1.0), "val_nll_after": nll(logprobs, truth, t)}  # fmt: skip
 
 
@@ -228,6 +230,7 @@ def calibration_line(record: Mapping[str, Any], split: str = "test") -> str:
     if not fit["fitted"]:
         return line + f"; no temperature fitted: {fit['reason']}"
     how = f"T={fit['temperature']:.3f}, fit on {fit['val_items']} val answers"
+    how += f", at the search's {fit['at_bound']} bound" if fit.get("at_bound") else ""
     if not before.get("n"):
         return line + f"; temperature scaling {how}"
     after = record["after"]
