@@ -70,8 +70,12 @@ def test_temperature_fit_finds_the_known_optimum():
     assert nll(logprobs, truth, t) < nll(logprobs, truth, 1.0)
     assert option_probs(logprobs[0], t)["yes"] == pytest.approx(0.75, abs=1e-5)
     # scores that say nothing (truth yes in half the items): the NLL is least at infinite T, the search's bound
-    flat = temperature_fit([{"answer": a, "option_logprobs": {"yes": 0.0, "no": -2.0}} for a in ["yes", "no"] * 10])
-    assert flat["fitted"] and flat["temperature"] == pytest.approx(20.0, rel=1e-3) and flat["at_bound"] == "max"
+    flat = temperature_fit(
+        [{"answer": a, "option_logprobs": {"yes": 0.0, "no": -2.0}} for a in ["yes", "no"] * 10]
+    )
+    assert (
+        flat["fitted"] and flat["temperature"] == pytest.approx(20.0, rel=1e-3) and flat["at_bound"] == "max"
+    )
 
 
 def test_temperature_fit_recovers_the_temperature_that_generated_the_labels():
