@@ -5,7 +5,7 @@ split of any dataset, through the scoring path the end of training uses (medvqa/
 `evaluate run=<run>` gives that run's metrics.json test values. conf/evaluate.yaml (the train tree plus
 run / adapter / split / predictions), docs/evaluation.md.
 
-Writes to hydra.run.dir: metrics.json (`<split>`, `<split>_ci`, `scorer`, `generation`, and
+Writes to hydra.run.dir: metrics.json (`<split>`, `<split>_ci`, `scorer`, `generation`, `calibration`, and
 `visual_reliance` / `predictions` where they apply), predictions.jsonl (one row per question),
 breakdown.json (every metric per question type, organ, modality, answer type, source, with intervals),
 answers.jsonl (a LLaVA-Med answer file) and the same answers as other harnesses read them
@@ -111,8 +111,9 @@ def read_data(cfg: DictConfig):
     return datamodule
 
 
-def score_model(cfg: DictConfig, datamodule) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Generate and score the split with the model (+ adapter) through the stage's test loop."""
+def score_model(cfg: DictConfig, datamodule) -> tuple[dict[str, Any], list[dict[str, Any]], list | None]:
+    """Generate and score the split with the model (+ adapter) through the stage's test loop; with
+    eval.calibrate or a guard, the validation split too (its rows are the third value, else None)."""
     from peft import PeftModel
 
     from medvqa.eval.evaluation import evaluate_split, score_split
@@ -131,10 +132,22 @@ def score_model(cfg: DictConfig, datamodule) -> tuple[dict[str, Any], list[dict[
     record, rows = evaluate_split(
         lambda: score_split(trainer, module, datamodule, cfg.split), cfg.split, cfg.eval, datamodule
     )
-    return record | {
-        "generation": generation_record(module),
-        "adapter": str(adapter) if adapter else None,
-    }, rows
+    val_rows = None
+    if cfg.eval.get("calibrate") or _guarded(cfg):  # temperature and guard thresholds: fitted on val
+        val_rows = score_split(trainer, module, datamodule, "val")[1] if datamodule.splits.get("val") else []
+    return (
+        record
+        | {
+            "generation": generation_record(module),
+            "adapter": str(adapter) if adapter else None,
+        },
+        rows,
+        val_rows,
+    )
+
+
+def _guarded(cfg: DictConfig) -> bool:
+    return cfg.get("guard") is not None and cfg.guard.mode != "off"
 
 
 def eval_trainer(cfg: DictConfig) -> L.Trainer:
@@ -161,17 +174,17 @@ def score_file(cfg: DictConfig, datamodule) -> tuple[dict[str, Any], list[dict[s
         )
     metrics = metrics_from_rows(rows, cfg.split)
     record, rows = evaluate_split(lambda: (metrics, rows), cfg.split, cfg.eval)
-    return record | {"predictions": {"file": str(cfg.predictions), "format": kind} | counts}, rows
+    return record | {"predictions": {"file": str(cfg.predictions), "format": kind} | counts}, rows, None
 
 
-def with_guard(
-    cfg: DictConfig, datamodule, record: dict[str, Any], rows: list[dict]
-) -> tuple[dict, list[dict]]:
-    """guard=patient|research: the record's `guard` (coverage, accuracy on the answered share vs unguarded,
-    refusal rate on the shipped out-of-scope set; medvqa/guard/evaluation.py) and each row's decision."""
+def with_guard(cfg: DictConfig, record: dict[str, Any], rows: list[dict], val_rows: list[dict],
+               temperature: float | None) -> tuple[dict, list[dict]]:  # fmt: skip
+    """guard=patient|research: the record's `guard` (coverage and precision on the answered share with
+    intervals vs unguarded, refusal rate on the shipped out-of-scope set; medvqa/guard/evaluation.py), decided
+    on the scored rows (thresholds from the scored val rows), and each row's decision."""
     from medvqa.guard.evaluation import evaluate_guard, guard_line
 
-    report, decisions = evaluate_guard(cfg, datamodule, split_samples(cfg, datamodule))
+    report, decisions = evaluate_guard(cfg, rows, val_rows, temperature)
     print(guard_line(report))
     rows = [r | decisions[r["id"]].fields() if r.get("id") in decisions else r for r in rows]
     return record | {"guard": report}, rows
@@ -189,6 +202,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score cfg.split as configured, write the outputs to paths.output_dir, print the table; returns
     the metrics.json record."""
     from medvqa.eval.breakdown import breakdown
+    from medvqa.eval.calibration import calibration_line
     from medvqa.eval.evaluation import check_text_metrics
     from medvqa.eval.harness_files import write_all
     from medvqa.eval.llava_med import write_answer_file
@@ -200,15 +214,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     check_text_metrics(list(cfg.eval.get("text_metrics") or []))  # no Java: refused before any model loads
     protocol_scorer(cfg.eval.get("protocol", "medvqa"))  # an unknown eval.protocol: refused before anything
     check_unit(cfg.eval.get("ci_unit", "patient"))
-    guarded = cfg.get("guard") is not None and cfg.guard.mode != "off"
+    guarded = _guarded(cfg)
     if guarded:
         from medvqa.guard.evaluation import check_guard
 
         check_guard(cfg)  # needs run=, no predictions=, the run's own model: refused before any scoring
     datamodule = read_data(cfg)
-    record, rows = (score_file if cfg.get("predictions") else score_model)(cfg, datamodule)
+    record, rows, val_rows = (score_file if cfg.get("predictions") else score_model)(cfg, datamodule)
+    record["calibration"], temperature = with_calibration(cfg, rows, val_rows)
     if guarded:
-        record, rows = with_guard(cfg, datamodule, record, rows)
+        record, rows = with_guard(cfg, record, rows, val_rows, temperature)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = {"split": cfg.split, "run": cfg.get("run")} | record
@@ -221,7 +236,26 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_answer_file(rows, out / "answers.jsonl", model_id(cfg))
     write_all(rows, out)  # the same answers in lmms-eval, MedEvalKit and VLMEvalKit layouts
     print_evaluation(record, cfg.split, out)
+    print(calibration_line(record["calibration"], cfg.split))
     return record
+
+
+def with_calibration(cfg: DictConfig, rows: list[dict], val_rows: list[dict] | None):
+    """(metrics.json's `calibration`, the temperature confidences are read under: None when uncalibrated).
+    With eval.calibrate and validation rows, a temperature is fitted on them and, when there were enough to
+    fit it, stored in the run folder's calibration.json (the output folder's without run=); else a run's
+    stored one is used."""
+    from medvqa.eval.calibration import split_calibration, write_calibration
+    from medvqa.inference.predictor import run_temperature
+
+    n_boot, seed = cfg.eval.get("n_boot", 2000), cfg.eval.get("seed", 0)
+    if cfg.eval.get("calibrate") and val_rows is not None:
+        record = split_calibration(rows, val_rows, n_boot, seed, cfg.eval.get("calibrate_min_items", 20))
+        if not record["fit"]["fitted"]:  # nothing stored: the run stays uncalibrated (words only in the app)
+            return record, None
+        write_calibration(cfg.get("run") or cfg.paths.output_dir, record["fit"], source="evaluate")
+        return record, record["fit"]["temperature"]
+    return split_calibration(rows, None, n_boot, seed), run_temperature(cfg.run) if cfg.get("run") else None
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")

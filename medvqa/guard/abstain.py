@@ -1,11 +1,15 @@
-"""Abstention: answer only when the model's confidence is at or above a threshold calibrated on held-out data
-to a target precision on the answered share.
+"""Abstention: answer only when the model's confidence is at or above a threshold chosen on held-out data so
+that the precision on the answered share is, with 95% confidence, at least a target.
 
-    t = calibrate([0.9, 0.8, 0.6, 0.4], [True, True, False, True], target=0.95)   # 0.8
+    t = calibrate(confidences, correct, target=0.95)   # lowest t whose exact lower bound reaches 0.95
     score_of(answer)  # closed: Answer.confidence; open: Answer.mean_logprob
 
+The observed precision of a small answered share is noisy: 3 right of 3 is precision 1.0, but all that
+three answers show is that it is above 0.37 (the one-sided 95% Clopper-Pearson bound). A threshold is
+therefore accepted only where the lower bound of the answered share's precision reaches the target
+(medvqa/eval/calibration.py clopper_pearson_lower): at 0.95 that takes at least 59 right answers in a row.
 Closed and open answers have scores on different scales (a probability vs a mean token log-probability),
-so each kind gets its own threshold, calibrated on the validation questions of that kind.
+so each kind gets its own threshold, chosen on the validation questions of that kind.
 """
 
 from __future__ import annotations
@@ -14,14 +18,19 @@ import math
 from collections.abc import Sequence
 
 from medvqa.answers import closed_verdict, open_recall, parsed_answer
+from medvqa.eval.calibration import clopper_pearson_lower
+
+BOUND_LEVEL = 0.95  # the one-sided confidence of the precision's lower bound
 
 
-def calibrate(confidences: Sequence[float], correct: Sequence[bool], target: float) -> float:
-    """The lowest threshold t such that answering exactly the items with confidence >= t is right on at
-    least `target` of them (precision on the answered share), i.e. the largest answered share reaching it.
+def calibrate(confidences: Sequence[float], correct: Sequence[bool], target: float,
+              level: float = BOUND_LEVEL) -> float:  # fmt: skip
+    """The lowest threshold t such that the items with confidence >= t, answered, have a one-sided `level`
+    Clopper-Pearson lower bound of their precision of at least `target`: the largest answered share whose
+    precision is shown, not only observed, to reach it.
 
     Ties move together: a cut can only fall between distinct confidence values. Returns `math.inf` (answer
-    nothing) when not even the most confident group reaches the target, or when there are no items.
+    nothing) when no answered share reaches the target, or when there are no items.
     """
     if len(confidences) != len(correct):
         raise ValueError(f"{len(confidences)} confidences but {len(correct)} correctness flags")
@@ -32,7 +41,7 @@ def calibrate(confidences: Sequence[float], correct: Sequence[bool], target: flo
     for k, (conf, ok) in enumerate(pairs, start=1):
         right += bool(ok)
         last_of_tie = k == len(pairs) or pairs[k][0] < conf
-        if last_of_tie and right / k >= target:
+        if last_of_tie and clopper_pearson_lower(right, k, level) >= target:
             threshold = conf
     return threshold
 

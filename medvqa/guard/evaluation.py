@@ -1,6 +1,8 @@
 """What a guard costs and buys on labelled questions: coverage (the answered share), accuracy on the answered
-share against the unguarded accuracy of the same answers, and the refusal rate on the shipped out-of-scope
-set. `python -m medvqa.evaluate guard=patient` reports these.
+share (its precision) against the unguarded accuracy of the same answers, each with a 95% interval, and the
+refusal rate on the shipped out-of-scope set. `python -m medvqa.evaluate guard=patient` reports these from
+the generation the evaluation scored (its prediction rows carry each answer's option log-probabilities
+and mean log-probability: medvqa/inference/scoring.py); nothing is generated a second time.
 
     report = guarded_scores(guard, questions, answers, truths, truth_kinds)
 """
@@ -42,6 +44,7 @@ def guarded_scores(guard: Guard, questions: Sequence[str], answers: Sequence, tr
         "coverage": _mean([r[0] for r in rows]),
         "accuracy_answered": _mean([r[1] for r in answered]),
         "accuracy_unguarded": _mean([r[1] for r in rows]),
+        **share_intervals([r[0] for r in rows], [r[1] for r in rows]),
         "decisions": dict(Counter(d.guard for d in decisions)),
         "rules": dict(Counter(d.rule for d in decisions)),
         "novel_rate": _mean([v.novel for v in images if v is not None]) if guard.novelty else None,
@@ -50,6 +53,28 @@ def guarded_scores(guard: Guard, questions: Sequence[str], answers: Sequence, tr
         report[f"closed_acc_{share}"] = _mean([r[3]["closed_acc"] for r in subset if r[2] == "closed"])
         report[f"open_recall_{share}"] = _mean([r[3]["open_recall"] for r in subset if r[2] != "closed"])
     return report
+
+
+def share_intervals(
+    answered: Sequence[bool], correct: Sequence[bool], n_boot: int = 1000, seed: int = 0
+) -> dict:
+    """Intervals of the coverage and of the precision on the answered share: percentile bootstraps over the
+    questions (medvqa/eval/calibration.py `resampled`), and the precision's exact one-sided 95% lower bound
+    (Clopper-Pearson over the answered questions, the bound the thresholds were chosen by)."""
+    import numpy as np
+
+    from medvqa.eval.calibration import clopper_pearson_lower, resampled
+
+    if not answered:
+        return {}
+    a, c = np.asarray(answered, dtype=bool), np.asarray(correct, dtype=bool)
+
+    def precision(i):
+        return float(c[i][a[i]].mean()) if a[i].any() else float("nan")
+
+    return {"coverage_ci": resampled(len(a), lambda i: float(a[i].mean()), n_boot, seed),
+            "accuracy_answered_ci": resampled(len(a), precision, n_boot, seed),
+            "accuracy_answered_lower_95": clopper_pearson_lower(int((a & c).sum()), int(a.sum()), 0.95)}  # fmt: skip
 
 
 def shipped_refusal(guard: Guard) -> dict:
@@ -95,28 +120,33 @@ def check_guard(cfg) -> None:
                     "coverage and accuracy here are in-sample (optimistic); use split=test", mode)  # fmt: skip
 
 
-def evaluate_guard(cfg, datamodule, samples) -> tuple[dict, dict]:
-    """`python -m medvqa.evaluate run=<run> guard=patient`: the run's predictor answers `samples` (the
-    evaluated split), the run's guard (calibrated on its validation split) decides each, and the report says
-    what that costs and buys. Returns (report, {question id: Decision})."""
-    import torch
+def evaluate_guard(
+    cfg, rows: list[dict], val_rows: list[dict], temperature: float | None
+) -> tuple[dict, dict]:
+    """`python -m medvqa.evaluate run=<run> guard=patient`: the run's guard decides each of the evaluated
+    split's scored `rows`; its thresholds are chosen on the validation split's scored `val_rows` (unless
+    guard.thresholds fixes them), confidences under `temperature` (None: uncalibrated, T = 1), and the
+    report says what that costs and buys. Returns (report, {question id: Decision})."""
     from hydra.utils import instantiate
 
-    from medvqa.guard.calibration import answer_samples
-    from medvqa.inference import Predictor
+    from medvqa.guard.calibration import threshold_info
 
     check_guard(cfg)
-    gpu = str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-    predictor = Predictor.from_run(cfg.run, device="cuda" if gpu else "cpu")
-    guard = instantiate(cfg.guard)(run_dir=cfg.run, predictor=predictor)
-    answers = answer_samples(predictor, samples, datamodule, int(cfg.guard.get("batch_size", 16)))
-    questions = [s.question for s in samples]
-    images = sample_verdicts(guard, samples)
+    answers, val_answers = rows_answers(rows, temperature), rows_answers(val_rows, temperature)
+    fixed = cfg.guard.get("thresholds")
+    thresholds, info = threshold_info(val_answers, [r["answer"] for r in val_rows],
+                                      [r["answer_type"] for r in val_rows], float(cfg.guard.target_precision))  # fmt: skip
+    guard = instantiate(cfg.guard)(run_dir=cfg.run, predictor=None, thresholds=fixed or thresholds)
+    if not fixed and guard.mode != "off":
+        kept = {k: v for k, v in guard.calibration.items() if k == "novelty"}  # the image check's own record
+        guard.calibration = kept | info | {"temperature": temperature, "source": "the evaluation's val rows"}
+    questions = [r["question"] for r in rows]
+    images = row_verdicts(guard, rows)
     report = guarded_scores(
-        guard, questions, answers, [s.answer for s in samples], [s.answer_type for s in samples], images
+        guard, questions, answers, [r["answer"] for r in rows], [r["answer_type"] for r in rows], images
     )
-    decisions = {s.id: guard.decide(q, lambda _q, a=a: a, v)
-                 for s, q, a, v in zip(samples, questions, answers, images, strict=True)}  # fmt: skip
+    decisions = {r["id"]: guard.decide(q, lambda _q, a=a: a, v)
+                 for r, q, a, v in zip(rows, questions, answers, images, strict=True)}  # fmt: skip
     thresholds = {
         k: None if math.isinf(v) else v for k, v in guard.thresholds.items()
     }  # null: never answered
@@ -128,22 +158,44 @@ def evaluate_guard(cfg, datamodule, samples) -> tuple[dict, dict]:
     return report | {"shipped": shipped_refusal(guard)}, decisions
 
 
-def sample_verdicts(guard: Guard, samples) -> list:
-    """The novelty verdict of each sample's image, each distinct image decoded once (None: no check)."""
+def row_verdicts(guard: Guard, rows: Sequence[dict]) -> list:
+    """The novelty verdict of each prediction row's image, each distinct image decoded once (None: no check)."""
     if guard.novelty is None:
-        return [None] * len(samples)
+        return [None] * len(rows)
     by_image: dict[tuple, object] = {}
-    for s in samples:
-        key = (s.image, s.image_row, s.image_member)
+    keys = [(r.get("image", ""), r.get("image_row"), r.get("image_member", "")) for r in rows]
+    for key in keys:
         if key not in by_image:
-            by_image[key] = guard.image_verdict(s.image, s.image_row, s.image_member)
-    return [by_image[(s.image, s.image_row, s.image_member)] for s in samples]
+            by_image[key] = guard.image_verdict(*key)
+    return [by_image[key] for key in keys]
+
+
+def rows_answers(rows: Sequence[dict], temperature: float | None) -> list:
+    """Prediction rows (with the scored generation's `option_logprobs` / `mean_logprob`) as the Answers the
+    guard decides on, closed-answer probabilities under `temperature`."""
+    from medvqa.inference.predictor import Answer
+    from medvqa.inference.scoring import confidence, probabilities
+
+    out = []
+    for r in rows:
+        probs = probabilities(r.get("option_logprobs"), temperature or 1.0)
+        out.append(Answer(id=r["id"], image=r.get("image", ""), question=r["question"], answer=r["prediction"],
+                          kind="closed" if probs else "open", confidence=confidence(r["prediction"], probs),
+                          options=probs, mean_logprob=float(r.get("mean_logprob", math.nan)),
+                          completion=r.get("completion", r["prediction"]), option_logprobs=r.get("option_logprobs"),
+                          calibrated=temperature is not None))  # fmt: skip
+    return out
 
 
 def guard_line(report: dict) -> str:
-    """One printed line of the guard's figures."""
-    line = (f"guard={report['mode']}: coverage {_fmt(report['coverage'])}, accuracy on the answered share "
-            f"{_fmt(report['accuracy_answered'])} (unguarded {_fmt(report['accuracy_unguarded'])})")  # fmt: skip
+    """One printed line of the guard's figures: coverage and precision on the answered share with their 95%
+    intervals (bootstrap over questions) and the precision's exact lower bound."""
+    line = (f"guard={report['mode']}: coverage {_fmt(report['coverage'])}{_ci(report.get('coverage_ci'))}, "
+            f"precision on the answered share {_fmt(report['accuracy_answered'])}"
+            f"{_ci(report.get('accuracy_answered_ci'))}")  # fmt: skip
+    if report.get("accuracy_answered") is not None:
+        line += f" (exact one-sided 95% lower bound {_fmt(report.get('accuracy_answered_lower_95'))})"
+    line += f", unguarded accuracy {_fmt(report['accuracy_unguarded'])}"
     if report.get("novel_rate") is not None:
         line += f"; images unlike the training images {_fmt(report['novel_rate'])} of the questions"
     shipped = report.get("shipped") or {}
@@ -152,6 +204,12 @@ def guard_line(report: dict) -> str:
             f"; shipped out-of-scope set refused {_fmt(shipped['refusal_rate'])} of {shipped['out_of_scope']}"
         )
     return line
+
+
+def _ci(ci: dict | None) -> str:
+    if not ci or ci.get("low") is None or math.isnan(ci["low"]):
+        return ""
+    return f" [{ci['low']:.3f}, {ci['high']:.3f}]"
 
 
 def _fmt(value) -> str:

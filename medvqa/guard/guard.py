@@ -155,7 +155,7 @@ class Guard:
         scope = ScopeGuard(train_questions, min_similarity, load_encoder(encoder))
         if thresholds is None:
             thresholds, info = calibrate_run(
-                datamodule, predictor, target_precision, calibration_items, batch_size
+                datamodule, predictor, target_precision, calibration_items, batch_size, run_dir=run_dir
             )
         else:
             thresholds, info = fixed_thresholds(thresholds), {"items": 0, "fixed": True}

@@ -13,7 +13,7 @@ side or on the right side" -> left / right, "the left lung or the right lung" ->
 "left lung" naming "left"), and A is as many content words before " or " as B has ("a chest x-ray or an
 abdominal CT" -> "chest x-ray" / "abdominal ct"). "... or not?" is a yes/no question. A model that answers
 an "A or B" question with yes or no (as VQA-RAD's "Is there effusion or edema?" is answered) is scored on
-yes / no instead. `option_texts` gives the text each option is scored on: the question's spelling.
+yes / no instead. `option_texts` gives the neutral answer each option is scored on ("Yes." against "No.").
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import re
 
 # the options a question offers and the option an answer names are the scoring's own (medvqa/answers.py),
 # so a confidence is always about the option the metrics judged
-from medvqa.answers import YES_NO, answer_options, either_or_spelled, normalize, option_of
+from medvqa.answers import YES_NO, answer_options, either_or_spelled, option_of
 from medvqa.answers import question_options as polar_options
 
 __all__ = ["YES_NO", "answer_options", "either_or_spelled", "option_of", "option_texts", "polar_options"]
@@ -30,27 +30,20 @@ _WORD = re.compile(r"[A-Za-z0-9][\w\-]*")
 
 
 def option_texts(question: str, answer: str) -> dict[str, str] | None:
-    """{option: the answer text scored for it} for a closed question (None for an open one), in
-    `answer_options` order. The option the answer names is scored on the answer's exact text; each other
-    option on the answer with the named words replaced by that option as the question spells it ("CT or
-    MRI?" answered "CT" -> {"ct": "CT", "mri": "MRI"}; "left lung or right lung?" answered "Left lung" ->
-    {"left": "Left lung", "right": "Right lung"}), cased like the answer where the question has it in lower
-    case ("Left" -> "Right"; "ct" -> "mri"). When the answer names no option each option stands alone."""
+    """{option: the neutral answer scored for it} for a closed question (None for an open one), in
+    `answer_options` order. Every option, the one the model chose and its competitor alike, is scored as
+    the same bare answer: the option as the question spells it, cased like the answer (`_cased`), with
+    a full stop when the answer ends with one ("There is no fracture." -> {"yes": "Yes.", "no": "No."};
+    "ct" -> {"ct": "ct", "mri": "mri"}). The model's own sentence is never rewritten: "Yes, there is no
+    fracture." would be a self-contradiction the model gives little probability, inflating the chosen
+    option's confidence."""
     options = answer_options(question, answer)
     if options is None:
         return None
     spelled = options if options == YES_NO else (either_or_spelled(question) or options)
-    named = option_of(answer, options)
-    if named is None:
-        return {o: _cased(sp, answer.strip()) for o, sp in zip(options, spelled, strict=True)}
-    if normalize(answer) == normalize(named):
-        start, end = 0, len(answer)
-    else:  # named among other words: "Left lung", "yes, there is", "there is no fracture"
-        found = re.search(rf"(?<!\w){re.escape(named)}(?!\w)", answer, re.IGNORECASE) or _WORD.search(answer)
-        start, end = (found.start(), found.end()) if found else (0, len(answer))
-    said = answer[start:end]
-    return {o: answer if o == named else answer[:start] + _cased(sp, said) + answer[end:]
-            for o, sp in zip(options, spelled, strict=True)}  # fmt: skip
+    said = answer.strip().rstrip(".")
+    stop = "." if answer.rstrip().endswith(".") else ""
+    return {o: _cased(sp, said) + stop for o, sp in zip(options, spelled, strict=True)}
 
 
 def _cased(option: str, said: str) -> str:

@@ -10,8 +10,9 @@ Same collator (chat template, system prompt, prompt template, the stage's instru
 same image decoding (medvqa/data/images.py, `data.max_image_side`, `data.window`), same greedy decoding
 (`stage.max_new_tokens`, `stage.eval_generation`) and the same answer parsing (GRPO's `<answer>` tag) as the
 run's test step. On top of the answer: `mean_logprob` (every answer) and, for closed questions,
-`confidence` and `options` from the log-probabilities of each option as the complete answer
-(medvqa/inference/scoring.py; docs/predict.md).
+`option_logprobs`, `options` and `confidence` from the log-probability of each option as a neutral answer
+(medvqa/inference/scoring.py; docs/predict.md), scaled by the temperature of the run's calibration.json
+when it has one (`calibrated`: True; medvqa/eval/calibration.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.utils import get_class, instantiate
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from omegaconf import DictConfig, OmegaConf
@@ -45,8 +45,10 @@ DEFAULT_BATCH_SIZE = 16
 @dataclass(frozen=True)
 class Answer:
     """One answered question. `confidence` (closed only): the probability of the model's answer among the
-    question's polar options, `options` each option's; `mean_logprob`: the mean log-probability of the
-    generated tokens (end token included); `completion`: the raw generation `answer` was parsed from."""
+    question's polar options, `options` each option's (under the run's fitted temperature when
+    `calibrated`, else T = 1), `option_logprobs` each option's log-probability before any temperature;
+    `mean_logprob`: the mean log-probability of the generated tokens (end token included); `completion`:
+    the raw generation `answer` was parsed from."""
 
     id: str
     image: str
@@ -57,13 +59,15 @@ class Answer:
     options: dict[str, float] | None
     mean_logprob: float
     completion: str
+    option_logprobs: dict[str, float] | None = None
+    calibrated: bool = False
 
     def to_row(self) -> dict[str, Any]:
         """The predictions.jsonl line: confidence and options only for closed questions, the completion
         only when parsing changed it."""
         row = asdict(self)
         if self.kind != "closed":
-            del row["confidence"], row["options"]
+            del row["confidence"], row["options"], row["option_logprobs"], row["calibrated"]
         if self.completion == self.answer:
             del row["completion"]
         return row
@@ -86,11 +90,14 @@ class Predictor:
     """A model with its processor and the evaluation contract of one run (or of a zero-shot config)."""
 
     def __init__(self, stage: VLMStage, collator: VQACollator, max_side: int = 1024, window=None,
-                 batch_size: int = DEFAULT_BATCH_SIZE, parse=VLMStage.parse_answer, dicom_frame="middle"):  # fmt: skip
+                 batch_size: int = DEFAULT_BATCH_SIZE, parse=VLMStage.parse_answer, dicom_frame="middle",
+                 temperature: float | None = None):  # fmt: skip
         """`stage` holds the model and generates as evaluation does; `parse` turns a completion into the
         answer (the run's stage class's `parse_answer`); `batch_size`: answer_many's default;
-        `dicom_frame`: the frame of a multi-frame DICOM decoded (data.dicom_frame)."""
+        `dicom_frame`: the frame of a multi-frame DICOM decoded (data.dicom_frame); `temperature`: a fitted
+        calibration temperature (None: uncalibrated, T = 1)."""
         self.stage, self.collator, self.parse = stage, collator, parse
+        self.temperature = temperature
         self.max_side, self.window, self.batch_size = max_side, window, batch_size
         self.dicom_frame = check_frame(dicom_frame)
         self.device = next(stage.model.parameters()).device
@@ -107,7 +114,9 @@ class Predictor:
             log.warning("run=%s was trained and evaluated on blank images (data.blank_images=true); predict "
                         "answers from the real images", run_dir)  # fmt: skip
         vlm = load_run(run_dir)
-        return cls.build(vlm.model, vlm.processor, cfg.data, cfg.stage, device, quantize)
+        predictor = cls.build(vlm.model, vlm.processor, cfg.data, cfg.stage, device, quantize)
+        predictor.temperature = run_temperature(run_dir)
+        return predictor
 
     @classmethod
     def from_config(cls, cfg: DictConfig | Mapping) -> Predictor:
@@ -194,21 +203,36 @@ class Predictor:
 
     def _answer_batch(self, ready: list[dict]) -> list[Answer]:
         batch = move_data_to_device(self.collator(ready), self.device)
-        out = self.stage.generate_output(batch, output_logits=True, return_dict_in_generate=True)
-        new = out.sequences[:, batch["prompt_input_ids"].shape[1] :]
-        completions = self.stage.decode(new)
-        eos = self.stage.eval_generation_config().eos_token_id
-        mean_lp = scoring.mean_logprobs(torch.stack(out.logits, 1), new, eos)
-        answers = [self.parse(c) for c in completions]
+        scored = scoring.scored_generation(self.stage, batch, self.parse)  # the test loop's own scoring
         samples = [r["sample"] for r in ready]
-        probs = scoring.option_probabilities(
-            self.stage.model, self.collator, ready, completions, answers, self.device
+        return [self.answer_of(s, a, c, lp, lps) for s, a, c, lp, lps in zip(
+            samples, scored["answers"], scored["completions"], scored["mean_logprobs"], scored["option_logprobs"],
+            strict=True)]  # fmt: skip
+
+    def answer_of(self, sample: VQASample, answer: str, completion: str, mean_logprob: float,
+                  option_logprobs: dict[str, float] | None) -> Answer:  # fmt: skip
+        """The Answer of one scored generation, its option probabilities under the predictor's temperature."""
+        probs = scoring.probabilities(option_logprobs, self.temperature or 1.0)
+        return Answer(id=sample.id, image=sample.image, question=sample.question, answer=answer,
+                      kind="closed" if probs else "open", confidence=scoring.confidence(answer, probs),
+                      options=probs, mean_logprob=float(mean_logprob), completion=completion,
+                      option_logprobs=option_logprobs, calibrated=self.temperature is not None)  # fmt: skip
+
+    def recalibrated(self, answer: Answer) -> Answer:
+        """`answer` with its options and confidence under the predictor's current temperature."""
+        sample = VQASample(id=answer.id, image=answer.image, question=answer.question, answer="")
+        return self.answer_of(
+            sample, answer.answer, answer.completion, answer.mean_logprob, answer.option_logprobs
         )
-        return [
-            Answer(id=s.id, image=s.image, question=s.question, answer=a, kind="closed" if p else "open",
-                   confidence=scoring.confidence(a, p), options=p, mean_logprob=float(lp), completion=c)
-            for s, a, c, p, lp in zip(samples, answers, completions, probs, mean_lp.tolist(), strict=True)
-        ]  # fmt: skip
+
+
+def run_temperature(run_dir: str | Path) -> float | None:
+    """The temperature in the run's calibration.json when one was fitted (evaluate eval.calibrate=true, or the
+    app's start), else None (the run's confidences are uncalibrated)."""
+    from medvqa.eval.calibration import read_calibration
+
+    record = read_calibration(run_dir)
+    return float(record["temperature"]) if record and record.get("fitted") else None
 
 
 def _item(x: Item | Mapping | Sequence, index: int) -> Item:

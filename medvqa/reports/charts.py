@@ -146,3 +146,49 @@ def category_bars(breakdowns: list[dict[str, Any]], names: list[str], key: str) 
         ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     return _uri(fig, plt)
+
+
+def reliability_points(run: RunData) -> dict[str, list[dict[str, Any]]]:
+    """{"before": table, "after": table} of a run's closed-answer reliability (medvqa/eval/calibration.py),
+    from its predictions.jsonl's option log-probabilities, `after` under the temperature its metrics.json's
+    `calibration` fitted (absent when none was)."""
+    from medvqa.eval.calibration import closed_confidences, reliability_table
+
+    fit = (run.metrics.get("calibration") or {}).get("fit") or {}
+    temperatures = {"before": 1.0} | ({"after": fit["temperature"]} if fit.get("fitted") else {})
+    out = {}
+    for label, t in temperatures.items():
+        conf, right = closed_confidences(run.rows, t)
+        if len(conf):
+            out[label] = reliability_table(conf, right)
+    return out
+
+
+def reliability_diagram(runs: list[RunData]) -> str | None:
+    """Accuracy against mean confidence per equal-mass bin, one line per run (dashed: after temperature
+    scaling), the accuracy's exact 95% interval as error bars, and the diagonal a calibrated model follows;
+    None when no run has closed-answer confidences (or matplotlib is missing)."""
+    tables = [reliability_points(run) for run in runs]
+    plt = _pyplot()
+    if plt is None or not any(tables):
+        return None
+    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    ax.plot([0, 1], [0, 1], color="#999", lw=1, ls=":", label="calibrated")
+    for k, (run, table) in enumerate(zip(runs, tables, strict=True)):
+        for label, style in (("before", "o-"), ("after", "s--")):
+            rows = table.get(label)
+            if not rows:
+                continue
+            xs, ys = [r["confidence"] for r in rows], [r["accuracy"] for r in rows]
+            err = [[y - r["accuracy_low"] for y, r in zip(ys, rows, strict=True)],
+                   [r["accuracy_high"] - y for y, r in zip(ys, rows, strict=True)]]  # fmt: skip
+            name = run.name if label == "before" else f"{run.name} (temperature-scaled)"
+            ax.errorbar(xs, ys, yerr=err, fmt=style, color=colour(k), ms=3, lw=1.2, capsize=2, label=name)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("mean confidence (equal-mass bin)")
+    ax.set_ylabel("accuracy (closed_acc)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    fig.tight_layout()
+    return _uri(fig, plt)

@@ -116,6 +116,7 @@ def context(runs: list[RunData], result: dict[str, Any], tables, ids, limit: int
             t | {"chart": charts.category_bars(result["breakdown"], names, t["key"])} for t in breakdowns
         ],
         "curves": charts.training_curves(runs),
+        "reliability": charts.reliability_diagram(runs),
         "no_figure": "" if charts.available() else charts.NO_MATPLOTLIB,
         "gallery": gallery(runs, tables, ids, limit),
         "gallery_limit": limit,

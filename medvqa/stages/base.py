@@ -189,19 +189,25 @@ class VLMStage(L.LightningModule):
 
     def _evaluate(self, batch: dict[str, Any], split: str, keep_rows: bool = False) -> None:
         """Score a batch into `split_scores(split)`; with `keep_rows` (the test loop) also append one
-        prediction row per question to `self.predictions`."""
+        prediction row per question to `self.predictions`, with the generation's `mean_logprob` and, for a
+        polar question, its `option_logprobs` (the inputs of confidence, calibration and the guard)."""
         self.split_scores(split).skip(batch.get("n_skipped", 0))
         if is_empty(batch):  # every image unreadable (data.on_bad_sample=skip): nothing to score
             return
+        from medvqa.inference.scoring import confidence_fields, scored_generation  # (it imports this module)
+
         loss = self.model(**model_inputs(batch)).loss
         self.log(f"{split}/loss", loss, batch_size=len(batch["meta"]["id"]), sync_dist=True)
-        completions, meta = self.generate_answers(batch), batch["meta"]
+        # the test loop scores its one generation for confidence too (medvqa/inference/scoring.py)
+        scored = scored_generation(self, batch, self.answer_from) if keep_rows else None
+        completions, meta = scored["completions"] if scored else self.generate_answers(batch), batch["meta"]
         preds = [self.answer_from(c) for c in completions]
         self.split_scores(split).update(preds, meta["answer"], meta["answer_type"], meta["question"])
         if keep_rows:
             for i, (pred, completion) in enumerate(zip(preds, completions, strict=True)):
                 row = prediction_row(meta, i)
                 row |= {"completion": completion} if completion != pred else {}
+                row |= confidence_fields(scored, i)
                 self.predictions.append(
                     row
                     | {

@@ -42,7 +42,7 @@ def app(tmp_path_factory):
     from medvqa.guard import ScopeGuard
 
     scope = ScopeGuard(["Is there a lesion in this image?", "Which organ is shown?"], 0.5)
-    predictor = StubPredictor(FakeAnswer("yes", "closed", confidence=0.97))
+    predictor = StubPredictor(FakeAnswer("yes", "closed", confidence=0.97, calibrated=True))
     return ChatApp(predictor, Guard("patient", scope, {"closed": 0.9, "open": -0.5}))
 
 
@@ -127,7 +127,7 @@ def test_research_mode_chat_shows_raw_answer_rule_and_scores(app, tmp_path):
 
 
 def test_plain_confidence_words():
-    closed = lambda p: Decision("answered", "", FakeAnswer("yes", confidence=p))  # noqa: E731
+    closed = lambda p: Decision("answered", "", FakeAnswer("yes", confidence=p, calibrated=True))  # noqa: E731
     assert plain_confidence(closed(0.99)) == "very sure (99 in 100)"
     assert plain_confidence(closed(0.85)).startswith("fairly sure")
     assert plain_confidence(closed(0.3)).startswith("unsure")
@@ -253,3 +253,9 @@ def app_config(overrides):
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("app", overrides=overrides)
+
+
+def test_an_uncalibrated_closed_confidence_is_words_without_a_number_and_says_why():
+    shown = plain_confidence(Decision("answered", "", FakeAnswer("yes", confidence=0.99)))
+    assert shown.startswith("very sure") and not any(c.isdigit() for c in shown)
+    assert "has not been checked" in shown

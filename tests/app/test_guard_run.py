@@ -212,3 +212,32 @@ def test_predict_image_mode_prints_the_decision(tiny_app_run, scan_png, tmp_path
                       "guard.thresholds={closed:0.0,open:-1000.0}")  # fmt: skip
     answer(cfg, tmp_path)
     assert "[referred]" in capsys.readouterr().out
+
+
+def test_evaluate_guard_decides_on_the_scored_generation_and_prints_precision_with_its_interval(
+    tiny_app_run, tmp_path, monkeypatch, capsys
+):
+    """One model pass: the guard decides on the rows the evaluation scored (their option log-probabilities),
+    never asking the Predictor again; its test coverage and precision come with intervals."""
+    from medvqa.eval.calibration import row_confidence
+    from medvqa.evaluate import compose_evaluate, evaluate
+    from medvqa.inference.predictor import Predictor
+
+    def never(*args, **kwargs):
+        raise AssertionError("evaluate guard= generated an answer a second time through the Predictor")
+
+    monkeypatch.setattr(Predictor, "answer_many", never)
+    overrides = [f"run={tiny_app_run}", "guard=patient", "guard.thresholds={closed:0.0,open:-1000.0}",
+                 "eval.text_metrics=[]", "eval.calibrate=false"]  # fmt: skip
+    report = evaluate(compose_evaluate(overrides, tmp_path))["guard"]
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    for row in rows:
+        if row["answer_type"] == "closed" and row.get("option_logprobs"):
+            assert row["guard_confidence"] == row_confidence(row)  # the scored generation's own confidence
+    ci = report["accuracy_answered_ci"]
+    assert ci["low"] <= report["accuracy_answered"] <= ci["high"] and "coverage_ci" in report
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("guard=patient"))
+    assert (
+        f"precision on the answered share {report['accuracy_answered']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
+        in line
+    )

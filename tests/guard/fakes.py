@@ -14,6 +14,7 @@ class FakeAnswer:
     options: dict | None = None
     question: str = ""
     id: str = ""
+    calibrated: bool = False  # the run's temperature was fitted (medvqa.inference.Answer.calibrated)
 
     def to_row(self) -> dict:
         return asdict(self)

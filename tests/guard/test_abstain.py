@@ -1,4 +1,4 @@
-"""calibrate() against thresholds worked out by hand, and the per-kind calibration."""
+"""calibrate() against thresholds worked out by hand from exact (Clopper-Pearson) lower bounds of the\nprecision, and the per-kind calibration."""
 
 from __future__ import annotations
 
@@ -9,34 +9,41 @@ import pytest
 from medvqa.guard.abstain import calibrate, calibrate_kinds, is_correct, score_of
 from tests.guard.fakes import FakeAnswer
 
-CONF = [0.9, 0.8, 0.7, 0.6, 0.5]
-RIGHT = [True, True, False, True, False]
+# ten right answers at 0.99 .. 0.90, then a wrong one at 0.5 and a right one at 0.4
+CONF = [0.99 - 0.01 * i for i in range(10)] + [0.5, 0.4]
+RIGHT = [True] * 10 + [False, True]
 
 
 @pytest.mark.parametrize(
     ("target", "threshold"),
     [
-        # answered top-k precisions: 1/1, 2/2, 2/3, 3/4, 3/5
-        (0.95, 0.8),  # the top two are right; a third answer (0.7, wrong) drops to 0.667
-        (1.0, 0.8),
-        (0.75, 0.6),  # top four: 3/4 = 0.75 reaches it, top five 0.6 does not
-        (0.7, 0.6),
-        (0.6, 0.5),  # everything answered: 3/5
+        # one-sided 95% Clopper-Pearson lower bounds of the top-k precision: 10/10 0.7411, 10/11 0.6356,
+        # 11/12 0.6613 (scipy.stats.beta.ppf(0.05, k, n - k + 1)); observed, the top ten are 1.0
+        (0.74, 0.90),  # only the top ten are shown to reach it
+        (0.70, 0.90),
+        (0.65, 0.4),  # 10/11 falls short, 11/12 reaches it: the lowest such threshold answers everything
+        (0.75, math.inf),  # ten right answers in a row do not show a precision of 0.75
+        (0.95, math.inf),  # (that takes 59)
     ],
 )
-def test_calibrate_on_hand_numbers(target, threshold):
-    assert calibrate(CONF, RIGHT, target) == threshold
+def test_calibrate_on_the_lower_bound_of_the_precision(target, threshold):
+    assert calibrate(CONF, RIGHT, target) == pytest.approx(threshold)
 
 
 def test_calibrate_order_of_input_does_not_matter():
-    assert calibrate(CONF[::-1], RIGHT[::-1], 0.75) == 0.6
+    assert calibrate(CONF[::-1], RIGHT[::-1], 0.65) == 0.4
+
+
+def test_the_target_needs_the_bound_not_the_observed_precision():
+    assert calibrate([0.9] * 58, [True] * 58, 0.95) == math.inf  # 0.05 ** (1 / 58) = 0.9497
+    assert calibrate([0.9] * 59, [True] * 59, 0.95) == 0.9  # 0.05 ** (1 / 59) = 0.9505
 
 
 def test_ties_are_cut_together():
-    # 0.9 twice, one right one wrong: the pair answers at 1/2, so 0.9 alone is no threshold for 0.95
-    assert calibrate([0.9, 0.9, 0.5], [True, False, True], 0.95) == math.inf
-    assert calibrate([0.9, 0.9, 0.5], [True, False, True], 0.5) == 0.5  # 2/3 over all
-    assert calibrate([0.9, 0.9, 0.5], [True, True, False], 0.95) == 0.9
+    # 0.9 twice, one right one wrong: the pair's bound is 0.025, all three (2/3) 0.135
+    assert calibrate([0.9, 0.9, 0.5], [True, False, True], 0.1) == 0.5
+    assert calibrate([0.9, 0.9, 0.5], [True, False, True], 0.2) == math.inf
+    assert calibrate([0.9, 0.9, 0.5], [True, True, False], 0.2) == 0.9  # 2/2: 0.2236
 
 
 def test_nothing_reaches_the_target_or_nothing_to_calibrate_on():
@@ -71,6 +78,8 @@ def test_calibrate_kinds_keeps_scales_apart():
     ]
     truths = ["yes", "yes", "no", "ct", "ct", "ct"]
     kinds = ["closed"] * 3 + ["open"] * 3
-    assert calibrate_kinds(answers, truths, kinds, 0.95) == {"closed": 0.9, "open": -0.05}
+    # closed right, right, wrong: bounds 0.05, 0.2236, 0.1354; open right, wrong, right: 0.05, 0.025, 0.1354
+    assert calibrate_kinds(answers, truths, kinds, 0.1) == {"closed": 0.6, "open": -2.0}
+    assert calibrate_kinds(answers, truths, kinds, 0.2) == {"closed": 0.9, "open": math.inf}
     # a run without open validation questions never trusts an open answer
-    assert calibrate_kinds(answers[:3], truths[:3], kinds[:3], 0.95)["open"] == math.inf
+    assert calibrate_kinds(answers[:3], truths[:3], kinds[:3], 0.1)["open"] == math.inf

@@ -40,23 +40,88 @@ def encoded_prompt(predictor, image_path: str, question: str):
     return processor(text=[prompt], images=[image], return_tensors="pt")
 
 
+def hand_option_logprobs(predictor, image: str, question: str, texts: dict[str, str]) -> dict[str, float]:
+    enc = encoded_prompt(predictor, image, question)
+    tokenizer, model = predictor.collator.tokenizer, predictor.stage.model
+    return {o: float(sequence_logps(model, enc, tokenizer(t, add_special_tokens=False)["input_ids"]
+                                    + [tokenizer.eos_token_id]).sum()) for o, t in texts.items()}  # fmt: skip
+
+
 def test_confidence_is_the_softmax_of_the_options_sequence_logprobs_by_hand(predictor, run_rows):
     row = next(r for r in run_rows if r["answer_type"] == "closed")
     got = predictor.answer(row["image"], row["question"])
-    enc = encoded_prompt(predictor, row["image"], row["question"])
-    tokenizer, model = predictor.collator.tokenizer, predictor.stage.model
-    scores = {
-        o: float(sequence_logps(model, enc, tokenizer(o, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]).sum())
-        for o in ("yes", "no")
-    }  # fmt: skip
+    scores = hand_option_logprobs(
+        predictor, row["image"], row["question"], option_texts(row["question"], got.answer)
+    )
     z = torch.logsumexp(torch.tensor(list(scores.values()), dtype=torch.float64), 0)
     by_hand = {o: float(torch.exp(torch.tensor(s, dtype=torch.float64) - z)) for o, s in scores.items()}
-    assert got.kind == "closed"
+    assert got.kind == "closed" and not got.calibrated  # the tiny run has no calibration.json
+    assert got.option_logprobs == pytest.approx(scores, abs=1e-4)
     assert got.options == pytest.approx(by_hand, abs=1e-5)
     assert sum(got.options.values()) == pytest.approx(1.0, abs=1e-6)
     # the confidence is the named option's probability; an answer naming neither option has none
     named = option_of(got.answer, list(got.options))
     assert got.confidence == (got.options[named] if named else None)
+
+
+def test_a_sentence_answer_and_its_competitor_are_both_scored_as_neutral_answers(predictor, run_rows):
+    """ "There is no fracture." is scored as "No." against "Yes.", never against the self-contradiction
+    "There is yes fracture." (or "Yes, there is no fracture.")."""
+    from medvqa.inference.scoring import option_logprobs
+    from medvqa.stages.base import prompt_inputs
+
+    rows = [r for r in run_rows if r["answer_type"] == "closed"][:2]
+    ready = [{"sample": VQASample(id=r["id"], image=r["image"], question=r["question"], answer=""),
+              "image": open_image(VQASample(id="", image=r["image"], question="", answer=""), predictor.max_side)}
+             for r in rows]  # fmt: skip
+    batch = predictor.collator(ready)  # two prompts in one left-padded batch
+    said = ["There is no fracture.", "yes"]
+    got = option_logprobs(predictor.stage.model, prompt_inputs(batch), [r["question"] for r in rows], said,
+                          said, predictor.collator.tokenizer)  # fmt: skip
+    assert option_texts(rows[0]["question"], said[0]) == {"yes": "Yes.", "no": "No."}
+    for row, answer, scores in zip(rows, said, got, strict=True):
+        texts = option_texts(row["question"], answer)
+        assert scores == pytest.approx(
+            hand_option_logprobs(predictor, row["image"], row["question"], texts), abs=1e-4
+        )
+
+
+def test_the_test_loop_rows_carry_the_scores_the_predictor_gives(predictor, run_rows):
+    """One pass: predictions.jsonl's option_logprobs / mean_logprob are those of the generation it scored,
+    the same numbers the Predictor (app, predict, guard) computes for that question."""
+    closed = next(r for r in run_rows if r["answer_type"] == "closed" and "option_logprobs" in r)
+    opened = next(r for r in run_rows if r["answer_type"] == "open")
+    for row in (closed, opened):
+        got = predictor.answer(row["image"], row["question"])
+        assert got.answer == row["prediction"]
+        assert got.mean_logprob == pytest.approx(row["mean_logprob"], abs=1e-4)
+    assert predictor.answer(closed["image"], closed["question"]).option_logprobs == pytest.approx(
+        closed["option_logprobs"], abs=1e-4
+    )
+
+
+def test_a_structured_completion_scores_the_neutral_answer_inside_its_tag():
+    from medvqa.inference.scoring import scored_text
+
+    completion = "<think>the cortex is intact</think><answer>There is no fracture.</answer>"
+    assert scored_text(completion, "Yes.") == "<think>the cortex is intact</think><answer>Yes.</answer>"
+    assert scored_text("There is no fracture.", "Yes.") == "Yes."
+
+
+def test_a_calibrated_predictor_scales_the_option_logprobs_by_its_temperature(predictor, run_rows):
+    import math
+
+    row = next(r for r in run_rows if r["answer_type"] == "closed")
+    raw = predictor.answer(row["image"], row["question"])
+    predictor.temperature = 2.0
+    try:
+        hot = predictor.answer(row["image"], row["question"])
+    finally:
+        predictor.temperature = None
+    s = list(raw.option_logprobs.values())
+    expected = 1 / (1 + math.exp((s[1] - s[0]) / 2.0))
+    assert hot.calibrated and hot.option_logprobs == pytest.approx(raw.option_logprobs)
+    assert list(hot.options.values())[0] == pytest.approx(expected, abs=1e-9)
 
 
 def test_mean_logprob_is_the_mean_over_the_generated_tokens_and_the_end_token(predictor, run_rows):
@@ -123,21 +188,24 @@ def test_the_option_an_answer_names():
 @pytest.mark.parametrize(
     ("question", "answer", "texts"),
     [
-        # the options the model is scored on are spelled as the question spells them, never "Ct" / "Mri"
+        # every option is scored as a bare answer spelled as the question spells it, never "Ct" / "Mri"
         ("Is this a CT or MRI?", "CT", {"ct": "CT", "mri": "MRI"}),
         ("Is this an MRI or X-Ray?", "MRI", {"mri": "MRI", "x-ray": "X-Ray"}),
-        ("Is this an MRI or X-Ray?", "X-ray", {"mri": "MRI", "x-ray": "X-ray"}),  # the answer's own text
+        ("Is this an MRI or X-Ray?", "X-ray", {"mri": "MRI", "x-ray": "X-Ray"}),
         ("Is this a CT or MRI?", "ct", {"ct": "ct", "mri": "mri"}),  # a lower-case answer: lower-case options
         ("Is the lesion on the left side or on the right side?", "left", {"left": "left", "right": "right"}),
         ("Is the lesion on the left or right?", "Left", {"left": "Left", "right": "Right"}),
-        ("Is the mass in the left lung or right lung?", "Right lung", {"left": "Left lung", "right": "Right lung"}),
+        # the model's words around the option are not kept: "Left lung" is scored as "Left" against "Right"
+        ("Is the mass in the left lung or right lung?", "Right lung", {"left": "Left", "right": "Right"}),
         ("Is this a chest x-ray or an abdominal CT?", "abdominal CT", {"chest x-ray": "chest x-ray", "abdominal ct": "abdominal CT"}),
         ("Is there a fracture?", "Yes", {"yes": "Yes", "no": "No"}),
+        # a sentence: "No." against "Yes.", not the sentence with its "no" swapped for a contradiction
+        ("Is there a fracture?", "There is no fracture.", {"yes": "Yes.", "no": "No."}),
         ("Is there effusion or edema?", "no", {"yes": "yes", "no": "no"}),
         ("What organ is shown?", "liver", None),
     ],
 )  # fmt: skip
-def test_options_are_scored_as_the_question_spells_them(question, answer, texts):
+def test_options_are_scored_on_neutral_answers_spelled_as_the_question_spells_them(question, answer, texts):
     assert option_texts(question, answer) == texts
 
 
@@ -149,25 +217,6 @@ def test_the_side_question_names_left_so_its_confidence_is_not_zero():
     assert confidence("left", {"left": 0.7, "right": 0.3}) == 0.7
     # an answer naming no option has no confidence (None, not 0.0): the guard abstains on it
     assert confidence("PET", {"ct": 0.6, "mri": 0.4}) is None
-
-
-def test_option_probabilities_scores_the_rows_option_texts_give(monkeypatch):
-    import medvqa.stages.dpo as dpo
-    from medvqa.inference.scoring import option_probabilities
-
-    seen = []
-    monkeypatch.setattr(dpo, "answer_logps", lambda model, inputs: torch.tensor([0.0, -1.0]))
-    monkeypatch.setattr("medvqa.inference.scoring.model_inputs", lambda batch: batch)
-
-    def collator(rows):
-        seen.extend(r["sample"].answer for r in rows)
-        return {}
-
-    sample = VQASample(id="x", image="i.png", question="Is this a CT or MRI?", answer="")
-    probs = option_probabilities(None, collator, [{"sample": sample, "image": None}],
-                                 ["<answer>CT</answer>"], ["CT"], "cpu")  # fmt: skip
-    assert seen == ["<answer>CT</answer>", "<answer>MRI</answer>"]
-    assert list(probs[0]) == ["ct", "mri"] and probs[0]["ct"] == pytest.approx(1 / (1 + torch.e**-1))
 
 
 @pytest.mark.parametrize("format_weight", [0.5, 0.0])

@@ -181,3 +181,32 @@ def test_without_matplotlib_the_report_says_so_instead_of_figures(tmp_path, monk
     html = Elements(out.read_text())
     assert html.all("img", "chart") == [] and [charts.NO_MATPLOTLIB] in [e[2] for e in html.all("p", "note")]
     assert len(html.all("th", "run-col")) == 2  # the tables do not need it
+
+
+def test_the_reliability_diagram_is_drawn_from_the_closed_answers_confidences(tmp_path):
+    import json
+    import math
+
+    from medvqa.reports import charts
+    from medvqa.reports.runs import load_run
+
+    run = make_run(tmp_path / "cal", A)
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    for i, row in enumerate(rows):  # confidence 0.5 .. 0.975 in the option the prediction names
+        p = 0.5 + 0.025 * i
+        other = "no" if row["prediction"] == "yes" else "yes"
+        row["option_logprobs"] = {row["prediction"]: math.log(p), other: math.log(1 - p)}
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["calibration"] = {"fit": {"fitted": True, "temperature": 2.0}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    points = charts.reliability_points(load_run(run))
+    assert set(points) == {"before", "after"} and sum(b["n"] for b in points["before"]) == 20
+    first = points["before"][0]  # the two least confident answers, 0.5 and 0.525, both right (A's first two)
+    assert first["n"] == 2 and first["confidence"] == pytest.approx(0.5125) and first["accuracy"] == 1.0
+    assert points["before"][-1]["accuracy"] == 0.0  # the most confident answer (A's last) is wrong
+    assert points["after"][-1]["confidence"] < points["before"][-1]["confidence"]  # T = 2 cools them
+    out = tmp_path / "r.html"
+    write_report([run], out, n_boot=100)
+    html = Elements(out.read_text())
+    assert [e for e in html.all("img", "chart") if e[1].get("alt") == "reliability diagram"]

@@ -13,7 +13,13 @@ GARBAGE = " ".join(["ct left no yes lung the right mass axial liver normal absen
 def test_a_long_garbage_completion_does_not_score_in_the_test_loop(monkeypatch):
     model, processor = tiny_lora()
     module = sft_module(model, processor)
-    monkeypatch.setattr(module, "generate_answers", lambda batch, **_: [GARBAGE] * len(batch["meta"]["id"]))
+
+    def garbage(stage, batch, parse):  # the test loop's one scored generation (medvqa/inference/scoring.py)
+        n = len(batch["meta"]["id"])
+        return {"completions": [GARBAGE] * n, "answers": [parse(GARBAGE)] * n, "mean_logprobs": [0.0] * n,
+                "option_logprobs": [None] * n}  # fmt: skip
+
+    monkeypatch.setattr("medvqa.inference.scoring.scored_generation", garbage)
     out = trainer().test(module, dataloaders=loader(processor, 4, n=8), verbose=False)[0]
     closed = [r for r in module.predictions if r["answer_type"] == "closed"]
     assert closed and all(r["scores"]["closed_acc"] == 0.0 for r in closed)
