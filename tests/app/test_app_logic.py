@@ -26,7 +26,7 @@ from tests.guard.fakes import FakeAnswer
 
 
 class StubPredictor:
-    max_side, window = 1024, None  # what the app decodes uploads with (medvqa.inference.Predictor's names)
+    max_side, window, dicom_frame = 1024, None, "middle"  # how the app decodes uploads (Predictor's names)
 
     def __init__(self, reply: FakeAnswer):
         self.reply, self.asked = reply, []

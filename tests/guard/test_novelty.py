@@ -109,9 +109,9 @@ def test_predict_guard_patient_flags_a_real_ct_on_the_tiny_run(tiny_run_dir, tmp
     from tests.inference.conftest import predict_cfg, write_jsonl
 
     datamodule, _ = run_questions(tiny_run_dir)
-    own = datamodule.splits["train"][0].image
-    inputs = write_jsonl(tmp_path / "q.jsonl", [{"image": CT_SMALL, "question": "Which organ is shown?", "id": "ct"},
-                                               {"image": own, "question": "Which organ is shown?", "id": "own"}])  # fmt: skip
+    own, asked = datamodule.splits["train"][0].image, datamodule.splits["train"][0].question  # in scope
+    inputs = write_jsonl(tmp_path / "q.jsonl", [{"image": CT_SMALL, "question": asked, "id": "ct"},
+                                               {"image": own, "question": asked, "id": "own"}])  # fmt: skip
     overrides = [f"run={tiny_run_dir}", f"inputs={inputs}", "guard=patient", "guard.thresholds={closed:0.0,open:-1000.0}",
                  "inputs_root=/"]  # fmt: skip
     cfg = predict_cfg(*overrides)
