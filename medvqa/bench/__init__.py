@@ -10,4 +10,5 @@ BENCHES = {
     "train_step": "medvqa.bench.train_step",
     "eval": "medvqa.bench.eval",
     "predict": "medvqa.bench.predict",
+    "vision_reuse": "medvqa.bench.vision_reuse",
 }

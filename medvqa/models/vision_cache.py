@@ -29,6 +29,8 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -50,6 +52,7 @@ class VisionCache:
         self.entries: OrderedDict[bytes, Any] = OrderedDict()
         self.bytes = 0
         self.off_reason: str | None = None  # set by disable_across: no reuse across calls
+        self.share = True  # False (`unshared`): every call runs the tower as transformers does, timed
         self._logged: set[str] = set()
         self._versions: int | None = None
         self.images = self.computed = self.batch_hits = self.cache_hits = 0
@@ -111,7 +114,7 @@ class VisionCache:
     def __call__(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None, **kwargs):
         qwen = self.family != "paligemma"
         extras = {k for k, v in kwargs.items() if v is not None and k != "return_dict"}
-        if extras or kwargs.get("return_dict") is False or (qwen and image_grid_thw is None) or self.stochastic():
+        if not self.share or extras or kwargs.get("return_dict") is False or (qwen and image_grid_thw is None) or self.stochastic():
             return self._timed(pixel_values, image_grid_thw, kwargs)  # hidden states / attentions asked for
         counts = image_grid_thw.prod(-1).tolist() if qwen else [1] * pixel_values.shape[0]
         keys = image_keys(pixel_values, counts, image_grid_thw)
@@ -233,6 +236,21 @@ def share_image_features(model: torch.nn.Module, family: str, max_mb: float = 10
     cache = VisionCache(inner, family, max_mb)
     inner.get_image_features = cache  # an instance attribute: the class's method stays the unshared path
     return cache
+
+
+@contextmanager
+def unshared(model: torch.nn.Module) -> Iterator[VisionCache | None]:
+    """Inside `with`, `model` runs its tower for every row (the unshared path; its tower time still counted):
+    benchmarks alternate the two paths on one model."""
+    cache = find_vision_cache(model)
+    if cache is None:
+        yield None
+        return
+    cache.share = False
+    try:
+        yield cache
+    finally:
+        cache.share = True
 
 
 def find_vision_cache(model: torch.nn.Module) -> VisionCache | None:
