@@ -58,17 +58,30 @@ def _items(n_images: int, side: int, per_image: int = 8, seed: int = 0) -> list[
             for i in range(n_images) for q in range(per_image)]  # fmt: skip
 
 
-def build(name: str, depth_factor: int, max_pixels: int, dtype: str):
+def build(name: str, depth_factor: int, max_pixels: int, dtype: str, device: str = "cpu"):
     """The shape model cut to 1/depth_factor of both depths, with a language-only LoRA, and its collator."""
     cfg = compose_config([f"model={name}", f"model.dtype={dtype}"]).model
     text, vision = cfg.text, cfg.vision
     depth = vision.get("depth", vision.get("num_hidden_layers"))
     layers = max(1, round(text.num_hidden_layers / depth_factor))
-    vlm = instantiate(cfg, num_layers=layers, vision_depth=max(1, round(depth / depth_factor)))
+    vlm = instantiate(
+        cfg,
+        num_layers=layers,
+        vision_depth=max(1, round(depth / depth_factor)),
+        device=device if device != "cpu" else None,
+    )  # on a GPU: random weights drawn there
     torch.manual_seed(0)
-    model = get_peft_model(vlm.model, LoraConfig(r=16, target_modules=LANGUAGE_LINEAR, init_lora_weights=False))
+    model = get_peft_model(
+        vlm.model, LoraConfig(r=16, target_modules=LANGUAGE_LINEAR, init_lora_weights=False)
+    )
     qwen = cfg.family != "paligemma"  # PaliGemma's processor has one fixed size
     return model, vlm.processor, VQACollator(vlm.processor, max_pixels=max_pixels if qwen else None)
+
+
+def on(model, batch: dict) -> dict:
+    """The batch's tensors on the model's device (`meta` stays)."""
+    device = next(model.parameters()).device
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def _loss(model, batch) -> torch.Tensor:
@@ -84,7 +97,7 @@ def sft(model, collate, items, epochs: int) -> list[float]:
     losses = []
     for _ in range(epochs):
         for start in range(0, len(items), 8):
-            loss = _loss(model, collate(items[start : start + 8]))
+            loss = _loss(model, on(model, collate(items[start : start + 8])))
             loss.backward()
             losses.append(float(loss.detach()))
     return losses
@@ -96,7 +109,7 @@ def dpo(model, collate, items) -> list[float]:
     pairs = [it | {"rejected": ANSWERS[(k + 3) % 8], "source": "mined"} for k, it in enumerate(items)]
     losses = []
     for start in range(0, len(pairs), 4):
-        inputs = model_inputs(PairCollator(collate)(pairs[start : start + 4]))
+        inputs = model_inputs(on(model, PairCollator(collate)(pairs[start : start + 4])))
         policy = answer_logps(model, inputs)  # the DPO stage's own log-probs (logits at answer positions)
         with torch.no_grad(), reference_pass(model):
             reference = answer_logps(model, inputs)
@@ -110,14 +123,18 @@ def dpo(model, collate, items) -> list[float]:
 def grpo(model, collate, items, generations: int, new_tokens: int) -> list[float]:
     losses = []
     for start in range(0, len(items), 2):
-        prompts = repeat_rows(prompt_inputs(collate(items[start : start + 2])), generations)
+        prompts = repeat_rows(prompt_inputs(on(model, collate(items[start : start + 2]))), generations)
         torch.manual_seed(start)
         with torch.no_grad():
-            out = model.generate(**prompts, do_sample=True, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+            out = model.generate(
+                **prompts, do_sample=True, max_new_tokens=new_tokens, min_new_tokens=new_tokens
+            )
         full = {k: v for k, v in prompts.items()}
         full["input_ids"], length = out, out.shape[1] - prompts["input_ids"].shape[1]
         new = out[:, -length:]
-        for key in [k for k, v in prompts.items() if torch.is_tensor(v) and v.shape == prompts["input_ids"].shape]:
+        for key in [
+            k for k, v in prompts.items() if torch.is_tensor(v) and v.shape == prompts["input_ids"].shape
+        ]:
             if key != "input_ids":  # per-token inputs grow by the completion, as GRPOModule.completion_logps
                 fill = torch.ones_like(new) if key == "attention_mask" else token_tail(key, new)
                 full[key] = torch.cat([prompts[key], fill], dim=1)
@@ -125,7 +142,12 @@ def grpo(model, collate, items, generations: int, new_tokens: int) -> list[float
         with torch.no_grad(), reference_pass(model):
             ref = model(**full, logits_to_keep=length + 1).logits[:, :-1]
         logps = torch.log_softmax(logits.float(), -1).gather(-1, out[:, -length:, None]).squeeze(-1)
-        loss = -logps.mean() + (logps - torch.log_softmax(ref.float(), -1).gather(-1, out[:, -length:, None]).squeeze(-1)).mean()
+        loss = (
+            -logps.mean()
+            + (
+                logps - torch.log_softmax(ref.float(), -1).gather(-1, out[:, -length:, None]).squeeze(-1)
+            ).mean()
+        )
         loss.backward()
         losses.append(float(loss.detach()))
     return losses
@@ -136,7 +158,7 @@ def evaluate(model, collate, items, new_tokens: int) -> list[float]:
     model.eval()
     with torch.no_grad():
         for start in range(0, len(items), 8):
-            out = model.generate(**prompt_inputs(collate(items[start : start + 8])), do_sample=False,
+            out = model.generate(**prompt_inputs(on(model, collate(items[start : start + 8]))), do_sample=False,
                                  max_new_tokens=new_tokens, output_scores=True, return_dict_in_generate=True)  # fmt: skip
             firsts.append(float(out.scores[0].float().max()))
     return firsts
@@ -162,7 +184,9 @@ def flop_speedup(name: str, max_pixels: int, generations: int = 4) -> dict[str, 
     cfg = compose_config([f"model={name}"]).model
     vlm = instantiate(cfg, num_layers=None, vision_depth=None, device="meta")
     tower = sum(p.numel() for n, p in vlm.model.named_parameters() if part_of(n) in ("vision", "projector"))
-    decoder = sum(p.numel() for n, p in vlm.model.named_parameters() if part_of(n) == "language" and "embed" not in n)
+    decoder = sum(
+        p.numel() for n, p in vlm.model.named_parameters() if part_of(n) == "language" and "embed" not in n
+    )
     if cfg.family == "paligemma":
         patches = (cfg.vision.image_size // cfg.vision.patch_size) ** 2
         tokens = patches
@@ -180,30 +204,41 @@ def flop_speedup(name: str, max_pixels: int, generations: int = 4) -> dict[str, 
 def run(models: str = "qwen2_vl_2b_shape,qwen2_5_vl_3b_shape,paligemma_3b_shape", max_pixels: str = "401408",
         image_side: str = "512", depth_factor: str = "4", images: str = "1", generations: str = "4",
         new_tokens: str = "4", epochs: str = "2", dtype: str = "fp32", workloads: str = "sft,dpo,grpo,eval",
-        flop_max_pixels: str = "401408", repeats: str = "2") -> dict[str, Any]:  # fmt: skip
+        flop_max_pixels: str = "401408", repeats: str = "2", pairs: str = "4", prompts: str = "2") -> dict[str, Any]:  # fmt: skip
     torch.manual_seed(0)
-    result: dict[str, Any] = {"device": "cuda" if torch.cuda.is_available() else "cpu", "max_pixels": int(max_pixels),
-                              "image_side": int(image_side), "depth_factor": int(depth_factor), "models": {}}  # fmt: skip
+    opts = {k: int(v) for k, v in dict(max_pixels=max_pixels, image_side=image_side, depth_factor=depth_factor,
+            images=images, generations=generations, new_tokens=new_tokens, epochs=epochs, repeats=repeats,
+            pairs=pairs, prompts=prompts, flop_max_pixels=flop_max_pixels).items()}  # fmt: skip
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    result: dict[str, Any] = {"device": device, "dtype": dtype, **opts, "models": {}}
     for name in models.split(","):
-        model, processor, collate = build(name, int(depth_factor), int(max_pixels), dtype)
-        model.to(result["device"]).train()
-        items = _items(int(images), int(image_side))
-        fns = {"sft": lambda: sft(model, collate, items, int(epochs)), "dpo": lambda: dpo(model, collate, items),
-               "grpo": lambda: grpo(model, collate, items[:: 4][:4], int(generations), int(new_tokens)),
-               "eval": lambda: evaluate(model, collate, items, int(new_tokens))}  # fmt: skip
-        out = {}
-        for work in workloads.split(","):
-            model.train()
-            runs = {True: [], False: []}
-            for shared in (False, True) * int(repeats):  # alternating: load drifts hit both paths alike
-                runs[shared].append(timed(fns[work], model, shared))
-                print(f"vision_reuse {name} {work} shared={shared}: {runs[shared][-1][0]:.1f} s", file=sys.stderr)
-            best = {k: min(v, key=lambda r: r[0]) for k, v in runs.items()}
-            diff = max(abs(a - b) for a, b in zip(best[True][2], best[False][2], strict=True))
-            out[work] = {"speedup": round(best[False][0] / best[True][0], 3), "max_abs_loss_diff": diff,
-                         "vision_share_unshared": round(best[False][1] / best[False][0], 3),
-                         "seconds_shared": round(best[True][0], 2), "seconds_unshared": round(best[False][0], 2)}  # fmt: skip
-        out["flop_speedup_full_depth"] = flop_speedup(name, int(flop_max_pixels), int(generations))
-        result["models"][name] = out
-        del model
+        result["models"][name] = measure_model(name, workloads.split(","), opts, dtype, device)
     return result
+
+
+def measure_model(
+    name: str, workloads: list[str], o: dict[str, int], dtype: str, device: str
+) -> dict[str, Any]:
+    """One model's workloads (module docstring), shared and unshared alternating `repeats` times each; the
+    fastest run of each path counts."""
+    model, _, collate = build(name, o["depth_factor"], o["max_pixels"], dtype, device)
+    model.to(device).train()
+    items = _items(o["images"], o["image_side"])
+    fns = {"sft": lambda: sft(model, collate, items, o["epochs"]),
+           "dpo": lambda: dpo(model, collate, items[: o["pairs"]]),
+           "grpo": lambda: grpo(model, collate, items[: o["prompts"]], o["generations"], o["new_tokens"]),
+           "eval": lambda: evaluate(model, collate, items, o["new_tokens"])}  # fmt: skip
+    out: dict[str, Any] = {}
+    for work in workloads:
+        model.train()
+        runs: dict[bool, list] = {True: [], False: []}
+        for shared in (False, True) * o["repeats"]:  # alternating: load drifts hit both paths alike
+            runs[shared].append(timed(fns[work], model, shared))
+            print(f"vision_reuse {name} {work} shared={shared}: {runs[shared][-1][0]:.1f} s", file=sys.stderr)
+        best = {k: min(v, key=lambda r: r[0]) for k, v in runs.items()}
+        diff = max(abs(a - b) for a, b in zip(best[True][2], best[False][2], strict=True))
+        out[work] = {"speedup": round(best[False][0] / best[True][0], 3), "max_abs_loss_diff": diff,
+                     "vision_share_unshared": round(best[False][1] / best[False][0], 3),
+                     "seconds_shared": round(best[True][0], 2), "seconds_unshared": round(best[False][0], 2)}  # fmt: skip
+    out["flop_speedup_full_depth"] = flop_speedup(name, o["flop_max_pixels"], o["generations"])
+    return out

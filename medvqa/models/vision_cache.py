@@ -69,7 +69,11 @@ class VisionCache:
 
     def stochastic(self) -> bool:
         """A dropout with p > 0 active in the tower (train mode): rows must not share one draw."""
-        return any(m.training and isinstance(m, torch.nn.Dropout) and m.p > 0 for t in self.tower() for m in t.modules())
+        return any(
+            m.training and isinstance(m, torch.nn.Dropout) and m.p > 0
+            for t in self.tower()
+            for m in t.modules()
+        )
 
     # -- the switch ----------------------------------------------------------------------------------
     def disable_across(self, reason: str) -> None:
@@ -106,7 +110,10 @@ class VisionCache:
         """Empty the cache when a tower tensor was changed in place since the last call."""
         versions = sum(p._version for p in self._params())
         if self._versions is not None and versions != self._versions and self.entries:
-            log.info("vision cache: the vision tower's weights changed; %d cached images dropped", len(self.entries))
+            log.info(
+                "vision cache: the vision tower's weights changed; %d cached images dropped",
+                len(self.entries),
+            )
             self.clear()
         self._versions = versions
 
@@ -114,7 +121,13 @@ class VisionCache:
     def __call__(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None, **kwargs):
         qwen = self.family != "paligemma"
         extras = {k for k, v in kwargs.items() if v is not None and k != "return_dict"}
-        if not self.share or extras or kwargs.get("return_dict") is False or (qwen and image_grid_thw is None) or self.stochastic():
+        if (
+            not self.share
+            or extras
+            or kwargs.get("return_dict") is False
+            or (qwen and image_grid_thw is None)
+            or self.stochastic()
+        ):
             return self._timed(pixel_values, image_grid_thw, kwargs)  # hidden states / attentions asked for
         counts = image_grid_thw.prod(-1).tolist() if qwen else [1] * pixel_values.shape[0]
         keys = image_keys(pixel_values, counts, image_grid_thw)
@@ -160,7 +173,9 @@ class VisionCache:
         else:
             out = original(self.owner, pixel_values, image_grid_thw, **kwargs)
         self.tower_s += time.perf_counter() - started
-        self.computed += int(image_grid_thw.shape[0]) if image_grid_thw is not None else int(pixel_values.shape[0])
+        self.computed += (
+            int(image_grid_thw.shape[0]) if image_grid_thw is not None else int(pixel_values.shape[0])
+        )
         return out
 
     def _per_image(self, pooled) -> list[torch.Tensor]:

@@ -119,7 +119,9 @@ def test_group_by_image_with_source_weights_groups_the_drawn_questions():
     sampler = TrainSampler(8, 4, weights=source_weights(samples, {"a": 1.0, "b": 1.0}), seed=0, images=images)
     order = list(sampler)
     seen = [images[i] for i in order]
-    assert len(order) == 8 and sum(a != b for a, b in zip(seen, seen[1:])) == len(set(seen)) - 1  # one run each
+    assert (
+        len(order) == 8 and sum(a != b for a, b in zip(seen, seen[1:], strict=False)) == len(set(seen)) - 1
+    )  # one run each
 
 
 def test_group_by_image_and_by_length_together_are_refused():
@@ -137,7 +139,7 @@ def test_datamodule_groups_by_image_only_when_asked(release, tiny):
     dm.setup()
     train = dm.splits["train"]
     keys = [train[i].image_key for i in dm.train_sampler()]
-    changes = sum(a != b for a, b in zip(keys, keys[1:]))
+    changes = sum(a != b for a, b in zip(keys, keys[1:], strict=False))
     assert len(set(keys)) < len(keys) and changes == len(set(keys)) - 1  # each image's questions: one run
     plain = MedVQADataModule(vqa_rad.read, str(root), split_by="group", processor=tiny("qwen2_vl").processor)
     plain.setup()

@@ -32,7 +32,9 @@ def _batch(processor, n_images=2, per_image=3, seed=0):
 
 
 def _tiny(family, share=True, **kw):
-    return build_tiny(family, hidden_size=32, num_layers=1, vision_depth=1, image_size=56, share_vision=share, **kw)
+    return build_tiny(
+        family, hidden_size=32, num_layers=1, vision_depth=1, image_size=56, share_vision=share, **kw
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -63,7 +65,9 @@ def test_a_batch_encodes_each_image_once_with_the_unshared_loss_and_gradients(fa
 def _frozen_tower(family, cache_mb=1024):
     """A LoRA on the language model only (conf/peft/lora.yaml): the tower and projector are frozen."""
     vlm = _tiny(family, vision_cache_mb=cache_mb)
-    model = get_peft_model(vlm.model, LoraConfig(r=4, target_modules=LANGUAGE_LINEAR, init_lora_weights=False))
+    model = get_peft_model(
+        vlm.model, LoraConfig(r=4, target_modules=LANGUAGE_LINEAR, init_lora_weights=False)
+    )
     return model.eval(), vlm.processor
 
 
@@ -145,12 +149,16 @@ def test_deepcopy_keeps_the_copy_on_its_own_weights():
 
     vlm = _tiny("qwen2_vl")
     twin = copy.deepcopy(vlm.model)
-    assert find_vision_cache(twin).owner is twin.model and find_vision_cache(vlm.model).owner is vlm.model.model
+    assert (
+        find_vision_cache(twin).owner is twin.model and find_vision_cache(vlm.model).owner is vlm.model.model
+    )
 
 
 def test_share_image_features_is_what_the_builders_apply(monkeypatch):
     made = []
     real = vision_cache.share_image_features
-    monkeypatch.setattr(vision_cache, "share_image_features", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    monkeypatch.setattr(
+        vision_cache, "share_image_features", lambda *a, **k: made.append(real(*a, **k)) or made[-1]
+    )
     vlm = _tiny("paligemma", vision_cache_mb=7)
     assert made and made[0] is find_vision_cache(vlm.model) and made[0].max_bytes == 7 * 2**20
