@@ -117,3 +117,18 @@ def test_predict_answers_equal_the_unshared_path(tiny_run_dir):
             s = cache.stats()
             assert 2 <= s["computed"] <= s["images"] / 3
     assert answers[True] == answers[False]
+
+
+@pytest.mark.slow
+def test_a_default_sized_tiny_run_writes_the_same_metrics_json_shared_or_not(tmp_path, data_dir):
+    """`python -m medvqa.run` at its defaults (tiny Qwen2-VL, peft=lora_tiny, the synthetic set), only the
+    data folder moved: model.share_vision=true and =false give byte-identical metrics.json."""
+    from medvqa.run import train
+
+    texts = []
+    for share in ("true", "false"):
+        out = tmp_path / share
+        train(compose_config([f"paths.data_dir={data_dir}", f"model.share_vision={share}",
+                              "callbacks.progress_bar=null"], output_dir=out))  # fmt: skip
+        texts.append((out / "metrics.json").read_text())
+    assert texts[0] == texts[1]
