@@ -38,5 +38,6 @@ echo "== vision_reuse" >>"$LOG"
 timeout 90 python3 -m medvqa.bench vision_reuse dtype=bf16 depth_factor=1 max_pixels=401408 image_side=512 \
   repeats=2 new_tokens=8 >"$OUT/vision_reuse.json" 2>>"$LOG" || echo "== vision_reuse FAILED (exit $?)" >>"$LOG"
 echo "== total $(( $(date +%s) - started )) s" >>"$LOG"
-ls "$OUT"/*.json >/dev/null 2>&1 && python3 -m medvqa.bench.table "$OUT"/*.json >"$OUT/table.md" 2>>"$LOG"
+STEP_JSON=$(ls "$OUT"/*.json 2>/dev/null | grep -v /vision_reuse.json)  # train_step results only
+[ -n "$STEP_JSON" ] && python3 -m medvqa.bench.table $STEP_JSON >"$OUT/table.md" 2>>"$LOG"
 tail -n 5 "$LOG"
