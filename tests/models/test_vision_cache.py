@@ -162,3 +162,22 @@ def test_share_image_features_is_what_the_builders_apply(monkeypatch):
     )
     vlm = _tiny("paligemma", vision_cache_mb=7)
     assert made and made[0] is find_vision_cache(vlm.model) and made[0].max_bytes == 7 * 2**20
+
+
+def test_the_memory_estimate_counts_the_cache_only_when_it_keeps_features_across_batches():
+    from medvqa.models.memory import estimate_memory, memory_line, vision_cache_bytes
+
+    frozen, _ = _frozen_tower("qwen2_vl", cache_mb=1)
+    hidden = frozen.config.text_config.hidden_size
+    assert vision_cache_bytes(frozen, images=10, image_tokens=4) == 10 * 4 * hidden * 4  # fp32 features
+    assert vision_cache_bytes(frozen, images=10**6, image_tokens=4) == 2**20  # capped at vision_cache_mb
+    assert vision_cache_bytes(frozen, 10, 4, precision="bf16-mixed") == 10 * 4 * hidden * 2
+    trains = get_peft_model(_tiny("qwen2_vl").model, LoraConfig(r=4, target_modules="all-linear"))
+    assert vision_cache_bytes(trains, 10, 4) == 0  # adapters on the tower: nothing kept across batches
+    assert vision_cache_bytes(_tiny("qwen2_vl", share=False).model, 10, 4) == 0
+    parts = estimate_memory(frozen, vision_cache=5 * 2**20)
+    assert parts["vision_cache"] == 5 * 2**20 and parts["total"] == sum(
+        v for k, v in parts.items() if k != "total"
+    )
+    assert "5.0 MB vision_cache" in memory_line(parts, 2**40, "RAM", "")
+    assert "vision_cache" not in memory_line(estimate_memory(frozen), 2**40, "RAM", "")
