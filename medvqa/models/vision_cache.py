@@ -166,12 +166,17 @@ class VisionCache:
         return BaseModelOutputWithPooling(pooler_output=pooled)
 
     def _timed(self, pixel_values, image_grid_thw, kwargs):
+        """The original step, its seconds added to `tower_s` (on a GPU synchronized around it: the decoder
+        waits for these features next anyway, so only the CPU's launch lead is lost)."""
+        sync = torch.cuda.synchronize if pixel_values.is_cuda else (lambda: None)
+        sync()
         started = time.perf_counter()
         original = type(self.owner).get_image_features  # the class's method: the unshared step
         if self.family == "paligemma":
             out = original(self.owner, pixel_values, **kwargs)
         else:
             out = original(self.owner, pixel_values, image_grid_thw, **kwargs)
+        sync()
         self.tower_s += time.perf_counter() - started
         self.computed += (
             int(image_grid_thw.shape[0]) if image_grid_thw is not None else int(pixel_values.shape[0])
