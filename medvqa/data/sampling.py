@@ -69,7 +69,9 @@ class TrainSampler(Sampler[int]):
         images: Sequence[Hashable] | None = None,
     ):
         if lengths is not None and images is not None:
-            raise ValueError("data.group_by_length and data.group_by_image both reorder batches; switch one off")
+            raise ValueError(
+                "data.group_by_length and data.group_by_image both reorder batches; switch one off"
+            )
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.weights = torch.tensor(weights, dtype=torch.double) if weights is not None else None
         self.lengths = list(lengths) if lengths is not None else None

@@ -83,7 +83,9 @@ def estimate_memory(
     return parts | {"total": sum(parts.values())}
 
 
-def vision_cache_bytes(model: torch.nn.Module, images: int, image_tokens: int, precision: str = "32-true") -> int:
+def vision_cache_bytes(
+    model: torch.nn.Module, images: int, image_tokens: int, precision: str = "32-true"
+) -> int:
     """What the vision cache inside `model` will hold across batches: `images` distinct training images of
     `image_tokens` features each, as wide as the decoder, capped at its model.vision_cache_mb; 0 when there
     is no cache or it keeps nothing across batches (VisionCache.across_reason)."""
@@ -95,7 +97,9 @@ def vision_cache_bytes(model: torch.nn.Module, images: int, image_tokens: int, p
     config = getattr(model, "config", None)
     hidden = _config_sizes(getattr(config, "text_config", None) or config)[0]
     first = next(model.parameters(), None)
-    element = 2 if str(precision).startswith(("bf16", "16")) else (first.element_size() if first is not None else 4)
+    element = (
+        2 if str(precision).startswith(("bf16", "16")) else (first.element_size() if first is not None else 4)
+    )
     return min(cache.max_bytes, images * image_tokens * hidden * element)
 
 
