@@ -9,7 +9,7 @@ ARGS    ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: system-deps help install train test test-full test-slurm slurm-up slurm-down bench lint format clean curriculum sweep report app
+.PHONY: system-deps help install train test test-full test-slurm slurm-up slurm-down bench lint format clean curriculum sweep report app gpu-wheelhouse
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -83,6 +83,20 @@ lint: install  ## ruff check + format check
 format: install  ## ruff fix + format
 	$(BIN)/ruff check --fix medvqa tests
 	$(BIN)/ruff format medvqa tests
+
+# The device machine's Python (3.12, torch, transformers, peft, lightning; no registry) lacks these; they go
+# into .whl/ (git-ignored, well under the device tool's 64 MiB carry limit) at this venv's versions, and
+# experiments/gpu_bench/run.sh installs them offline. pydantic-core, simsimd and stringzilla (albumentations'
+# dependencies) are compiled: their cp312 manylinux wheels. bitsandbytes (QLoRA) is too large to carry.
+GPU_WHEELS := hydra-core==1.3.8 omegaconf==2.3.1 torchao==0.18.0 albumentations==2.0.8 albucore==0.0.24 \
+	pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 simsimd==6.5.16 \
+	stringzilla==5.3.2
+gpu-wheelhouse:  ## download the wheels the GPU machine lacks into .whl/ (for experiments/gpu_bench/run.sh)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl $(GPU_WHEELS)
+	$(PY) -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3  # published as an sdist only
+	@du -sh .whl
 
 clean:  ## remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

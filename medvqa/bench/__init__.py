@@ -11,4 +11,5 @@ BENCHES = {
     "eval": "medvqa.bench.eval",
     "predict": "medvqa.bench.predict",
     "dicom_frames": "medvqa.bench.dicom_frames",
+    "vision_reuse": "medvqa.bench.vision_reuse",
 }

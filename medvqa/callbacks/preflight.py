@@ -22,7 +22,7 @@ import lightning as L
 from medvqa.data.errors import DataError
 from medvqa.data.preflight import Budget, TokenCounter, enforce, model_max_length
 from medvqa.models.freeze import warn_vision_adapters
-from medvqa.models.memory import device_memory, estimate_memory, fix_for, memory_line
+from medvqa.models.memory import device_memory, estimate_memory, fix_for, memory_line, vision_cache_bytes
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class Preflight(L.Callback):
             image_patches=self.budget.most_image_tokens * merge**2,
             generations=getattr(pl_module, "num_generations", 1), precision=str(trainer.precision),
             gradient_checkpointing=checkpointing, optimizer=name, momentum=momentum,
+            vision_cache=vision_cache_bytes(model, len({s.image_key for s in datamodule.splits["train"]}),
+                                            self.budget.most_image_tokens, str(trainer.precision)),
         )  # fmt: skip
         available, where = device_memory(pl_module.device)
         image_share = self.budget.most_image_tokens / max(self.budget.longest, 1)

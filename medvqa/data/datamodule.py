@@ -93,6 +93,7 @@ class MedVQADataModule(L.LightningDataModule):
         dicom_frame: DicomFrame = "middle",
         augment: Callable | None = None,
         group_by_length: bool = False,
+        group_by_image: bool = False,
         sampling_weights: dict[str, float] | None = None,
         processor: Any = None,
     ):
@@ -230,13 +231,16 @@ class MedVQADataModule(L.LightningDataModule):
                           hp.dicom_frame)  # fmt: skip
 
     def train_sampler(self) -> TrainSampler | None:
-        """Mixture weights and/or length grouping for the train split; None means a plain seeded shuffle."""
+        """Mixture weights and/or length (or image) grouping for the train split; None means a plain seeded
+        shuffle."""
         hp, train = self.hparams, self.splits["train"]
-        if not hp.group_by_length and not hp.sampling_weights:
+        by_image = hp.get("group_by_image", False)
+        if not hp.group_by_length and not hp.sampling_weights and not by_image:
             return None
         weights = source_weights(train, hp.sampling_weights) if hp.sampling_weights else None
         lengths = text_lengths(train, self.collator().tokenizer) if hp.group_by_length else None
-        return TrainSampler(len(train), self.batch_size, weights, lengths, hp.seed)
+        images = [s.image_key for s in train] if by_image else None
+        return TrainSampler(len(train), self.batch_size, weights, lengths, hp.seed, images)
 
     def eval_sampler(self, dataset: Dataset) -> UnrepeatedDistributedSampler | None:
         """Under DDP, val/test split across ranks without the padding Lightning's DistributedSampler adds

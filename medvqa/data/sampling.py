@@ -1,4 +1,6 @@
-"""Train-split sampling: mixture weights per source and length-grouped batches, separately or together.
+"""Train-split sampling: mixture weights per source and length-grouped batches, separately or together;
+or image-grouped batches (`data.group_by_image`: an image's questions adjacent, so the vision cache,
+medvqa/models/vision_cache.py, encodes it once per batch).
 
 torch gives weighted draws (`torch.multinomial`) and transformers gives length grouping
 (`get_length_grouped_indices`: random mega-batches, each sorted by length), but neither sampler does
@@ -9,7 +11,7 @@ permutation), then reorder the drawn indices so each batch holds similar lengths
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 
 import torch
 from torch.utils.data import Sampler
@@ -42,9 +44,20 @@ def text_lengths(samples: Sequence[VQASample], tokenizer) -> list[int]:
     return [len(q) + len(a) for q, a in zip(questions, answers, strict=True)]
 
 
+def group_by_image(drawn: Sequence[int], images: Sequence[Hashable]) -> list[int]:
+    """`drawn` reordered so every image's draws are adjacent: images in the order of their first draw (a
+    shuffled order when `drawn` is), each image's questions in their drawn order. A stable group-by no
+    library sampler offers (transformers groups by length only)."""
+    runs: dict[Hashable, list[int]] = {}
+    for i in drawn:
+        runs.setdefault(images[i], []).append(i)
+    return [i for run in runs.values() for i in run]
+
+
 class TrainSampler(Sampler[int]):
     """One epoch = `len(weights or lengths)` indices: drawn with replacement by `weights` (or a seeded
-    permutation without), then grouped so consecutive `batch_size` runs have similar `lengths`."""
+    permutation without), then grouped so consecutive `batch_size` runs have similar `lengths`, or, with
+    `images` (one key per sample), so each image's questions follow each other (`group_by_image`)."""
 
     def __init__(
         self,
@@ -53,10 +66,16 @@ class TrainSampler(Sampler[int]):
         weights: Sequence[float] | None = None,
         lengths: Sequence[int] | None = None,
         seed: int = 0,
+        images: Sequence[Hashable] | None = None,
     ):
+        if lengths is not None and images is not None:
+            raise ValueError(
+                "data.group_by_length and data.group_by_image both reorder batches; switch one off"
+            )
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.weights = torch.tensor(weights, dtype=torch.double) if weights is not None else None
         self.lengths = list(lengths) if lengths is not None else None
+        self.images = list(images) if images is not None else None
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -72,6 +91,8 @@ class TrainSampler(Sampler[int]):
             drawn = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
         else:
             drawn = torch.randperm(self.n, generator=g).tolist()
+        if self.images is not None:
+            return iter(group_by_image(drawn, self.images))
         if self.lengths is None:
             return iter(drawn)
         order = get_length_grouped_indices([self.lengths[i] for i in drawn], self.batch_size, generator=g)

@@ -40,10 +40,13 @@ def from_pretrained(
     trust_remote_code: bool = False,
     quantization: str | None = None,
     freeze: list[str] | None = None,
+    share_vision: bool = True,
+    vision_cache_mb: float = 1024,
 ) -> VLM:
     """Load any image-text-to-text checkpoint (Qwen2-VL, Qwen2.5-VL, PaliGemma, ...) by hub id or local path.
     `quantization=nf4` (peft=qlora) loads the base in 4-bit (medvqa/models/qlora.py; CUDA only, checked
-    before anything is downloaded); `freeze` is carried on the VLM (see VLM.freeze)."""
+    before anything is downloaded); `freeze` is carried on the VLM (see VLM.freeze); `share_vision` /
+    `vision_cache_mb`: the vision tower once per distinct image (see with_vision_sharing)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from medvqa.models.freeze import check_parts
@@ -71,7 +74,20 @@ def from_pretrained(
         processor.tokenizer.pad_token = processor.tokenizer.eos_token
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model = prepare(model, quantization)
-    return VLM(model=model, processor=processor, family=family or model.config.model_type, freeze=parts)
+    family = family or model.config.model_type
+    with_vision_sharing(model, family, share_vision, vision_cache_mb)
+    return VLM(model=model, processor=processor, family=family, freeze=parts)
+
+
+def with_vision_sharing(model, family: str, share: bool = True, cache_mb: float = 1024) -> None:
+    """`model.share_vision` / `model.vision_cache_mb`, for every builder: the model's image-feature step
+    runs once per distinct image of a call and, while the tower is frozen, is kept across calls in an LRU
+    of `cache_mb` MB (medvqa/models/vision_cache.py). `share=false` leaves the model as transformers built
+    it (the unshared path, e.g. to compare)."""
+    if share:
+        from medvqa.models.vision_cache import share_image_features
+
+        share_image_features(model, family, cache_mb)
 
 
 _DOWNLOAD = ("Download it where there is network (`hf download {name} --local-dir DIR`) and set "

@@ -11,6 +11,9 @@ Parts, in bytes (`estimate_memory`'s keys):
                  in the parameter's dtype) and a float32 `step` per tensor; SGD without momentum none
     activations  what autograd keeps for backward, for micro_batch x generations sequences of seq_len
                  tokens (see below)
+    vision_cache image features kept across batches (medvqa/models/vision_cache.py): at most
+                 model.vision_cache_mb, at most one entry per distinct training image (`vision_cache_bytes`);
+                 0 when the cache keeps nothing across batches (the tower trains, or it is off)
     total        the sum
 
 Activations are a model of a transformer layer, not a measurement (issue 14's bench prints it beside
@@ -33,7 +36,7 @@ import torch
 
 GB = 1024**3
 STATES_PER_PARAM = {"adamw": 2, "adam": 2, "sgd": 0, "rmsprop": 1, "adagrad": 1}
-PART_ORDER = ("weights", "trainable", "gradients", "optimizer", "activations")
+PART_ORDER = ("weights", "trainable", "gradients", "optimizer", "activations", "vision_cache")
 
 
 def act_per_token_layer(hidden: int, kv_hidden: int, intermediate: int) -> int:
@@ -52,11 +55,13 @@ def estimate_memory(
     gradient_checkpointing: bool = False,
     optimizer: str = "adamw",
     momentum: bool = False,
+    vision_cache: int = 0,
 ) -> dict[str, int]:
     """Bytes per part of one training step (module docstring). `seq_len`: the longest training sequence
     (pre-flight's), `answer_len`: its supervised tokens, `image_patches`: vision-tower tokens per image
     (before any merge), `generations`: GRPO's completions per prompt (1 otherwise), `precision`:
-    trainer.precision, `optimizer`: the optimizer class name (AdamW, SGD, ...)."""
+    trainer.precision, `optimizer`: the optimizer class name (AdamW, SGD, ...), `vision_cache`: bytes of
+    `vision_cache_bytes`."""
     frozen = trainable = tensors = 0
     for p in model.parameters():
         size = p.numel() * p.element_size()
@@ -74,8 +79,28 @@ def estimate_memory(
         model, sequences, seq_len, answer_len, image_patches, precision, gradient_checkpointing
     )
     parts = {"weights": frozen, "trainable": trainable, "gradients": trainable, "optimizer": optimizer_bytes,
-             "activations": act}  # fmt: skip
+             "activations": act, "vision_cache": int(vision_cache)}  # fmt: skip
     return parts | {"total": sum(parts.values())}
+
+
+def vision_cache_bytes(
+    model: torch.nn.Module, images: int, image_tokens: int, precision: str = "32-true"
+) -> int:
+    """What the vision cache inside `model` will hold across batches: `images` distinct training images of
+    `image_tokens` features each, as wide as the decoder, capped at its model.vision_cache_mb; 0 when there
+    is no cache or it keeps nothing across batches (VisionCache.across_reason)."""
+    from medvqa.models.vision_cache import find_vision_cache
+
+    cache = find_vision_cache(model)
+    if cache is None or cache.across_reason() is not None:
+        return 0
+    config = getattr(model, "config", None)
+    hidden = _config_sizes(getattr(config, "text_config", None) or config)[0]
+    first = next(model.parameters(), None)
+    element = (
+        2 if str(precision).startswith(("bf16", "16")) else (first.element_size() if first is not None else 4)
+    )
+    return min(cache.max_bytes, images * image_tokens * hidden * element)
 
 
 def measured_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
@@ -149,7 +174,9 @@ def device_memory(device: torch.device | str | None = None) -> tuple[int, str]:
 def fix_for(parts: dict[str, int], peft: bool, quantized: bool, precision: str, checkpointing: bool,
             image_share: float) -> str:  # fmt: skip
     """The knob to turn first for the largest part."""
-    biggest = max(PART_ORDER, key=lambda k: parts[k])
+    biggest = max(PART_ORDER, key=lambda k: parts.get(k, 0))
+    if biggest == "vision_cache":
+        return "lower model.vision_cache_mb (0: features shared within a batch only)"
     if biggest == "activations":
         knobs = []
         if image_share > 0.5:
@@ -173,7 +200,7 @@ def _size(n: int) -> str:
 
 def memory_line(parts: dict[str, int], available: int, where: str, fix: str) -> str:
     """One line: the estimate by part against the device, and the knob when it will not fit."""
-    shown = " + ".join(f"{_size(parts[k])} {k}" for k in PART_ORDER)
+    shown = " + ".join(f"{_size(parts[k])} {k}" for k in PART_ORDER if parts.get(k) or k != "vision_cache")
     head = f"memory estimate: {shown} = {_size(parts['total'])} of {available / GB:.1f} GB on {where}"
     if parts["total"] <= available:
         return f"{head}: fits"

@@ -37,7 +37,7 @@ from transformers import (
     SiglipImageProcessor,
 )
 
-from medvqa.models.builders import VLM, _dtype
+from medvqa.models.builders import VLM, _dtype, with_vision_sharing
 from medvqa.models.tiny import corpus_bpe
 
 # Qwen2-VL's added tokens in id order from 151643 (its tokenizer.json); Qwen2.5-VL adds the tool / FIM ones.
@@ -164,11 +164,13 @@ def build_shape(
     quantization: str | None = None,
     freeze: list[str] | None = None,
     name: str = "",
+    share_vision: bool = True,
+    vision_cache_mb: float = 1024,
 ) -> VLM:
     """The real-shaped model of `family` (qwen2_vl, qwen2_5_vl, paligemma) from its published config values,
     random weights drawn from `seed`, in `dtype` (bf16: what `dtype=auto` loads from the hub checkpoints),
     built on `device` (None: CPU; `meta`: shapes only; `cuda`: initialised on the GPU). `quantization=nf4`
-    and `freeze` as for the tiny models (medvqa/models/tiny.py build_tiny)."""
+    and `freeze`, `share_vision`, `vision_cache_mb` as for the tiny models (medvqa/models/tiny.py build_tiny)."""
     from medvqa.models.freeze import check_parts
     from medvqa.models.qlora import check_quantization, quantize_built
 
@@ -188,6 +190,7 @@ def build_shape(
     model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
     if device != "meta":
         model = quantize_built(model, quantization)
+    with_vision_sharing(model, family, share_vision, vision_cache_mb)
     return VLM(model=model.eval(), processor=processor, family=family, freeze=parts)
 
 

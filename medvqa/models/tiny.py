@@ -27,7 +27,7 @@ from transformers import (
     SiglipImageProcessor,
 )
 
-from medvqa.models.builders import VLM
+from medvqa.models.builders import VLM, with_vision_sharing
 
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                  "<|image_pad|>", "<|video_pad|>"]  # fmt: skip
@@ -122,12 +122,15 @@ def build_tiny(
     seed: int = 0,
     quantization: str | None = None,
     freeze: list[str] | None = None,
+    share_vision: bool = True,
+    vision_cache_mb: float = 1024,
 ) -> VLM:
     """A tiny VLM of `family` (qwen2_vl, qwen2_5_vl, paligemma) with random weights drawn from `seed`.
     The defaults are conf/model/tiny_*.yaml's, so `build_tiny()` is the default run's base model (for
     any run, `medvqa.models.load_base(run_dir)` rebuilds the base from the run's config.yaml).
     `quantization=nf4` (peft=qlora, CUDA only) stores the built weights in 4-bit as a hub checkpoint would
-    be (medvqa/models/qlora.py); `freeze` is carried on the VLM (builders.VLM.freeze)."""
+    be (medvqa/models/qlora.py); `freeze` is carried on the VLM (builders.VLM.freeze); `share_vision`,
+    `vision_cache_mb`: builders.with_vision_sharing."""
     from medvqa.models.freeze import check_parts
     from medvqa.models.qlora import check_quantization, quantize_built
 
@@ -142,6 +145,7 @@ def build_tiny(
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
     model = quantize_built(model, quantization)
+    with_vision_sharing(model, family, share_vision, vision_cache_mb)
     return VLM(model=model.eval(), processor=processor, family=family, freeze=parts)
 
 

@@ -94,3 +94,53 @@ def test_datamodule_train_loader_uses_weights_and_grouping_only_on_train(release
     plain = MedVQADataModule(dm.reader, str(release("mix")), batch_size=4, processor=dm.processor)
     plain.setup()
     assert not isinstance(plain.train_dataloader().sampler, TrainSampler)  # the seeded shuffle, as before
+
+
+def test_group_by_image_keeps_an_images_questions_together_and_reshuffles_per_epoch():
+    images = [f"img{i % 5}" for i in range(20)]  # 5 images, 4 questions each, interleaved in the release
+    sampler = TrainSampler(20, batch_size=4, images=images, seed=0)
+    epochs = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert sorted(order) == list(range(20))  # every question once per epoch
+        runs = [images[i] for i in order]
+        assert all(len(set(runs[b : b + 4])) == 1 for b in range(0, 20, 4))  # each batch: one image
+        epochs.append(order)
+    assert epochs[0] != epochs[1]  # a new order of images (and of questions within them) each epoch
+    again = TrainSampler(20, batch_size=4, images=images, seed=0)
+    again.set_epoch(1)
+    assert list(again) == epochs[1]  # a pure function of (seed, epoch): what resuming mid-epoch needs
+
+
+def test_group_by_image_with_source_weights_groups_the_drawn_questions():
+    samples = _samples({"a": 6, "b": 2})
+    images = [f"{s.source}{i % 2}" for i, s in enumerate(samples)]
+    sampler = TrainSampler(8, 4, weights=source_weights(samples, {"a": 1.0, "b": 1.0}), seed=0, images=images)
+    order = list(sampler)
+    seen = [images[i] for i in order]
+    assert (
+        len(order) == 8 and sum(a != b for a, b in zip(seen, seen[1:], strict=False)) == len(set(seen)) - 1
+    )  # one run each
+
+
+def test_group_by_image_and_by_length_together_are_refused():
+    with pytest.raises(ValueError, match="data.group_by_length and data.group_by_image"):
+        TrainSampler(4, 2, lengths=[1, 2, 3, 4], images=["a", "a", "b", "b"])
+
+
+def test_datamodule_groups_by_image_only_when_asked(release, tiny):
+    from medvqa.data.datamodule import MedVQADataModule
+    from medvqa.data.formats import vqa_rad
+
+    root = release("vqa_rad")
+    dm = MedVQADataModule(vqa_rad.read, str(root), batch_size=4, split_by="group", group_by_image=True,
+                          processor=tiny("qwen2_vl").processor)  # fmt: skip
+    dm.setup()
+    train = dm.splits["train"]
+    keys = [train[i].image_key for i in dm.train_sampler()]
+    changes = sum(a != b for a, b in zip(keys, keys[1:], strict=False))
+    assert len(set(keys)) < len(keys) and changes == len(set(keys)) - 1  # each image's questions: one run
+    plain = MedVQADataModule(vqa_rad.read, str(root), split_by="group", processor=tiny("qwen2_vl").processor)
+    plain.setup()
+    assert plain.train_sampler() is None  # the seeded shuffle, as before
