@@ -250,12 +250,22 @@ def with_calibration(cfg: DictConfig, rows: list[dict], val_rows: list[dict] | N
 
     n_boot, seed = cfg.eval.get("n_boot", 2000), cfg.eval.get("seed", 0)
     if cfg.eval.get("calibrate") and val_rows is not None:
-        record = split_calibration(rows, val_rows, n_boot, seed, cfg.eval.get("calibrate_min_items", 20))
+        record = split_calibration(
+            rows,
+            val_rows,
+            n_boot,
+            seed,
+            cfg.eval.get("calibrate_min_items", 20),
+            cfg.eval.get("ci_unit", "patient"),
+        )
         if not record["fit"]["fitted"]:  # nothing stored: the run stays uncalibrated (words only in the app)
             return record, None
         write_calibration(cfg.get("run") or cfg.paths.output_dir, record["fit"], source="evaluate")
         return record, record["fit"]["temperature"]
-    return split_calibration(rows, None, n_boot, seed), run_temperature(cfg.run) if cfg.get("run") else None
+    unit = cfg.eval.get("ci_unit", "patient")
+    return split_calibration(rows, None, n_boot, seed, ci_unit=unit), run_temperature(cfg.run) if cfg.get(
+        "run"
+    ) else None
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")

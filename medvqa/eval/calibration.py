@@ -95,22 +95,47 @@ def reliability_table(confidence: np.ndarray, correct: np.ndarray, n_bins: int =
     return table
 
 
-def resampled(n: int, statistic: Callable[[np.ndarray], float], n_boot: int, seed: int) -> dict[str, Any]:
-    """Percentile bootstrap 95% interval of `statistic(indices)` over items 0..n-1 resampled with
-    replacement (numpy PCG64(seed)). The one place the resampling unit is chosen: questions today; the
-    clustered unit of eval.ci_unit replaces the index draw here."""
+def resampled(n: int, statistic: Callable[[np.ndarray], float], n_boot: int, seed: int,
+              clusters: Sequence[Any] | None = None, unit: str = "question") -> dict[str, Any]:  # fmt: skip
+    """Percentile bootstrap 95% interval of `statistic(indices)` over items 0..n-1 (numpy PCG64(seed)):
+    whole clusters (`clusters`: one id per item, eval.ci_unit's patient or image, medvqa/eval/stats.py
+    `row_clusters`) drawn with replacement and their items taken together, or single items when None.
+    Written here rather than with stats.bootstrap_ci because ECE, Brier and a guard's precision are not
+    means of per-item scores."""
     rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(n_boot)])
+    groups = _cluster_members(clusters, n)
+    values = np.array([statistic(_draw(groups, rng)) for _ in range(n_boot)])
     # a statistic undefined on a resample (NaN: e.g. a precision with nothing answered) is left out
     low, high = np.nanpercentile(values, [2.5, 97.5]) if np.isfinite(values).any() else (math.nan, math.nan)
     return {"mean": float(statistic(np.arange(n))), "low": float(low), "high": float(high), "n": n,
-            "n_boot": n_boot, "seed": seed, "confidence": 0.95, "unit": "question"}  # fmt: skip
+            "n_boot": n_boot, "seed": seed, "confidence": 0.95, "unit": unit if clusters is not None else "question",
+            "n_clusters": len(groups)}  # fmt: skip
+
+
+def _cluster_members(clusters: Sequence[Any] | None, n: int) -> list[np.ndarray]:
+    if clusters is None:
+        return [np.array([i]) for i in range(n)]
+    members: dict[Any, list[int]] = {}
+    for i, c in enumerate(clusters):
+        members.setdefault(c, []).append(i)
+    return [np.array(v) for v in members.values()]
+
+
+def _draw(groups: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """The item indices of len(groups) clusters drawn with replacement."""
+    return np.concatenate([groups[g] for g in rng.integers(0, len(groups), size=len(groups))])
 
 
 def calibration_report(
-    confidence: np.ndarray, correct: np.ndarray, n_boot: int = 1000, seed: int = 0
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    clusters: Sequence[Any] | None = None,
+    unit: str = "question",
 ) -> dict:
-    """ECE and Brier with bootstrap intervals and the reliability table; {"n": 0} with no confidences."""
+    """ECE and Brier with (cluster) bootstrap intervals and the reliability table; {"n": 0} with no
+    confidences. `clusters`: one id per confidence (None: questions are resampled)."""
     n = len(confidence)
     if n == 0:
         return {"n": 0}
@@ -118,8 +143,8 @@ def calibration_report(
         "n": n,
         "ece": ece(confidence, correct),
         "brier": brier(confidence, correct),
-        "ece_ci": resampled(n, lambda i: ece(confidence[i], correct[i]), n_boot, seed),
-        "brier_ci": resampled(n, lambda i: brier(confidence[i], correct[i]), n_boot, seed),
+        "ece_ci": resampled(n, lambda i: ece(confidence[i], correct[i]), n_boot, seed, clusters, unit),
+        "brier_ci": resampled(n, lambda i: brier(confidence[i], correct[i]), n_boot, seed, clusters, unit),
         "bins": min(N_BINS, n),
         "reliability": reliability_table(confidence, correct),
     }
@@ -190,20 +215,38 @@ def temperature_fit(val_rows: Sequence[Mapping[str, Any]], min_items: int = MIN_
 
 
 def split_calibration(
-    rows, val_rows=None, n_boot: int = 1000, seed: int = 0, min_items: int = MIN_FIT_ITEMS
+    rows,
+    val_rows=None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    min_items: int = MIN_FIT_ITEMS,
+    ci_unit: str = "question",
 ) -> dict:
     """metrics.json's `calibration`: the split's closed-answer ECE / Brier / reliability at T = 1
     (`before`), and with `val_rows` the temperature fitted on them, the validation ECE before / after and
     the split's `after` under it. `skipped`: closed rows without a confidence (no option named, no scores)."""
     n_closed = sum(r.get("answer_type") == "closed" for r in rows)
     conf, right = closed_confidences(rows)
+    clusters, unit = confidence_clusters(rows, ci_unit)
+    report = calibration_report(conf, right, n_boot, seed, clusters, unit)
     record: dict[str, Any] = {"bins": N_BINS, "binning": "equal-mass", "closed": n_closed,
-                              "skipped": n_closed - len(conf), "before": calibration_report(conf, right, n_boot, seed)}  # fmt: skip
+                              "skipped": n_closed - len(conf), "before": report}  # fmt: skip
     if val_rows is None:
         return record
     fit = fit_on_val(val_rows, min_items)
     t_conf, t_right = closed_confidences(rows, fit["temperature"])
-    return record | {"fit": fit, "after": calibration_report(t_conf, t_right, n_boot, seed)}
+    return record | {"fit": fit, "after": calibration_report(t_conf, t_right, n_boot, seed, clusters, unit)}
+
+
+def confidence_clusters(rows: Sequence[Mapping[str, Any]], ci_unit: str) -> tuple[list | None, str]:
+    """The eval.ci_unit cluster of each row `closed_confidences` keeps (the same rows, in order), and the
+    unit used; a row's confidence does not depend on the temperature being None or not, so one list serves
+    the split before and after scaling."""
+    from medvqa.eval.stats import row_clusters
+
+    kept = [r for r in rows if r.get("answer_type") == "closed" and "closed_acc" in r.get("scores", {})
+            and row_confidence(r, 1.0) is not None]  # fmt: skip
+    return row_clusters(kept, ci_unit) if kept else (None, "question")
 
 
 def fit_on_val(val_rows: Sequence[Mapping[str, Any]], min_items: int = MIN_FIT_ITEMS) -> dict[str, Any]:

@@ -24,7 +24,8 @@ log = logging.getLogger("medvqa")
 
 
 def guarded_scores(guard: Guard, questions: Sequence[str], answers: Sequence, truths: Sequence[str],
-                   truth_kinds: Sequence[str], images: Sequence | None = None) -> dict:  # fmt: skip
+                   truth_kinds: Sequence[str], images: Sequence | None = None,
+                   clusters: tuple[Sequence | None, str] = (None, "question")) -> dict:  # fmt: skip
     """Each answer (medvqa.inference.Answer, already computed) goes through `guard.decide` as if the model
     had just given it, with its image's novelty verdict (`images`, one per question; None: no check).
     `accuracy_*` is right-by-protocol (closed_acc for closed, open_recall 1 for open); closed_acc and
@@ -44,7 +45,7 @@ def guarded_scores(guard: Guard, questions: Sequence[str], answers: Sequence, tr
         "coverage": _mean([r[0] for r in rows]),
         "accuracy_answered": _mean([r[1] for r in answered]),
         "accuracy_unguarded": _mean([r[1] for r in rows]),
-        **share_intervals([r[0] for r in rows], [r[1] for r in rows]),
+        **share_intervals([r[0] for r in rows], [r[1] for r in rows], clusters=clusters),
         "decisions": dict(Counter(d.guard for d in decisions)),
         "rules": dict(Counter(d.rule for d in decisions)),
         "novel_rate": _mean([v.novel for v in images if v is not None]) if guard.novelty else None,
@@ -56,7 +57,11 @@ def guarded_scores(guard: Guard, questions: Sequence[str], answers: Sequence, tr
 
 
 def share_intervals(
-    answered: Sequence[bool], correct: Sequence[bool], n_boot: int = 1000, seed: int = 0
+    answered: Sequence[bool],
+    correct: Sequence[bool],
+    n_boot: int = 1000,
+    seed: int = 0,
+    clusters: tuple[Sequence | None, str] = (None, "question"),
 ) -> dict:
     """Intervals of the coverage and of the precision on the answered share: percentile bootstraps over the
     questions (medvqa/eval/calibration.py `resampled`), and the precision's exact one-sided 95% lower bound
@@ -72,8 +77,9 @@ def share_intervals(
     def precision(i):
         return float(c[i][a[i]].mean()) if a[i].any() else float("nan")
 
-    return {"coverage_ci": resampled(len(a), lambda i: float(a[i].mean()), n_boot, seed),
-            "accuracy_answered_ci": resampled(len(a), precision, n_boot, seed),
+    ids, unit = clusters  # (one cluster id per question, eval.ci_unit as used): whole clusters resampled
+    return {"coverage_ci": resampled(len(a), lambda i: float(a[i].mean()), n_boot, seed, ids, unit),
+            "accuracy_answered_ci": resampled(len(a), precision, n_boot, seed, ids, unit),
             "accuracy_answered_lower_95": clopper_pearson_lower(int((a & c).sum()), int(a.sum()), 0.95)}  # fmt: skip
 
 
@@ -142,9 +148,11 @@ def evaluate_guard(
         guard.calibration = kept | info | {"temperature": temperature, "source": "the evaluation's val rows"}
     questions = [r["question"] for r in rows]
     images = row_verdicts(guard, rows)
-    report = guarded_scores(
-        guard, questions, answers, [r["answer"] for r in rows], [r["answer_type"] for r in rows], images
-    )
+    from medvqa.eval.stats import row_clusters
+
+    report = guarded_scores(guard, questions, answers, [r["answer"] for r in rows],
+                            [r["answer_type"] for r in rows], images,
+                            row_clusters(rows, cfg.eval.get("ci_unit", "patient")))  # fmt: skip
     decisions = {r["id"]: guard.decide(q, lambda _q, a=a: a, v)
                  for r, q, a, v in zip(rows, questions, answers, images, strict=True)}  # fmt: skip
     thresholds = {
@@ -189,7 +197,7 @@ def rows_answers(rows: Sequence[dict], temperature: float | None) -> list:
 
 def guard_line(report: dict) -> str:
     """One printed line of the guard's figures: coverage and precision on the answered share with their 95%
-    intervals (bootstrap over questions) and the precision's exact lower bound."""
+    intervals (cluster bootstrap, eval.ci_unit) and the precision's exact lower bound."""
     line = (f"guard={report['mode']}: coverage {_fmt(report['coverage'])}{_ci(report.get('coverage_ci'))}, "
             f"precision on the answered share {_fmt(report['accuracy_answered'])}"
             f"{_ci(report.get('accuracy_answered_ci'))}")  # fmt: skip

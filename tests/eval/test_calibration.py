@@ -183,3 +183,19 @@ def test_evaluate_prints_test_ece_before_and_after_and_stores_the_temperature_in
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["calibration"]["fit"] == fit
     predictor = Predictor.from_run(run)
     assert predictor.temperature == fit["temperature"]
+
+
+def test_calibration_and_guard_intervals_resample_whole_clusters():
+    """ECE / Brier / the guard's precision are not means of per-item scores, so `resampled` draws whole
+    clusters itself: with 10 images of 10 questions each all right or all wrong, the clustered interval of
+    the accuracy is far wider than the per-question one, and names its unit."""
+    import numpy as np
+
+    from medvqa.eval.calibration import resampled
+
+    correct = np.repeat([1.0, 0.0] * 5, 10)
+    clusters = [f"img{i // 10}" for i in range(100)]
+    by_question = resampled(100, lambda i: float(correct[i].mean()), 500, 0)
+    by_image = resampled(100, lambda i: float(correct[i].mean()), 500, 0, clusters, "image")
+    assert by_image["unit"] == "image" and by_image["n_clusters"] == 10 and by_question["unit"] == "question"
+    assert by_image["high"] - by_image["low"] > 2 * (by_question["high"] - by_question["low"])
